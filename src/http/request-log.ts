@@ -1,0 +1,32 @@
+import { createHash } from "node:crypto";
+import type { MiddlewareHandler } from "hono";
+import { routePath } from "hono/route";
+import type { Logger } from "../logger.js";
+import type { AppEnv } from "./env.js";
+
+/** The first 16 hex digits of the key's SHA-256: enough to correlate, useless to replay. */
+export function keyHash(key: string): string {
+  return createHash("sha256").update(key).digest("hex").slice(0, 16);
+}
+
+/** One log line per request, written when the response is ready. */
+export function requestLog(logger: Logger): MiddlewareHandler<AppEnv> {
+  return async function requestLog(c, next) {
+    const started = performance.now();
+    await next();
+    const key = c.req.header("idempotency-key");
+    logger.info(
+      {
+        request_id: c.var.requestId,
+        tenant_id: c.var.tenant?.id,
+        method: c.req.method,
+        route: routePath(c, -1),
+        status: c.res.status,
+        duration_ms: Math.round((performance.now() - started) * 10) / 10,
+        idempotency: c.var.idempotencyOutcome,
+        idempotency_key_hash: key ? keyHash(key) : undefined,
+      },
+      "request",
+    );
+  };
+}

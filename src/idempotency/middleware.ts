@@ -1,0 +1,226 @@
+import type { Context, Env, MiddlewareHandler } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { Database, Transaction } from "../db/client.js";
+import { ApiError } from "../http/errors.js";
+import { isJsonMediaType } from "../http/media-type.js";
+import { requestFingerprint } from "./fingerprint.js";
+import { parseIdempotencyKey } from "./key.js";
+import {
+  type FoundRecord,
+  findRecord,
+  type KeyedRequest,
+  KeyLockTimeout,
+  lockKey,
+  type StoredResponse,
+  saveFinishedRecord,
+  storedResponseOf,
+} from "./store.js";
+
+/** What happened to a request that carried a valid key. */
+export type IdempotencyOutcome =
+  /** Executed for the first time; its response is stored. */
+  | "executed"
+  /** Answered with the stored response of an earlier execution. */
+  | "replayed"
+  /** The key was used before for a different request: 422. */
+  | "mismatched"
+  /** Another execution still held the key after the wait: 409. */
+  | "in_progress"
+  /** Executed, but the answer is not an outcome to keep (5xx, validation): rolled back. */
+  | "not_stored";
+
+export interface IdempotencyEvent {
+  outcome: IdempotencyOutcome;
+  /** Time spent waiting for a concurrent execution of the same key, in milliseconds. */
+  waitedMs: number;
+}
+
+/** What the middleware puts on the context. */
+export interface IdempotencyVariables<Tx = Transaction> {
+  /** The request's transaction: every write of an idempotent handler goes through it. */
+  tx: Tx;
+  idempotencyOutcome: IdempotencyOutcome;
+}
+
+export interface IdempotencyOptions<E extends Env> {
+  /** The drizzle database (postgres.js) holding `idempotency_keys` and the business tables. */
+  db: Database;
+  /** The tenant a request acts for; keys of different tenants never meet. */
+  tenantId: (c: Context<E>) => string;
+  /** How long a record answers replays, in milliseconds. Default 86 400 000 (24 h). */
+  ttlMs?: number;
+  /**
+   * How long a request waits for a concurrent execution of the same key to finish before it
+   * answers 409 `idempotency_key_in_progress`. Default 5 000: long enough for any single
+   * transaction of this API, short enough that a client's HTTP timeout has not fired yet.
+   */
+  waitMs?: number;
+  /** `Retry-After` seconds on that 409. Default 1. */
+  retryAfterSeconds?: number;
+  /**
+   * Which statuses are outcomes to store. Default: below 400, and 402, 404, 409, 410 (the
+   * business answers). Everything else (400, 401, 413, 415, 422, 429, 5xx) rolls back and
+   * stores nothing, so the client can fix the request and retry with the same key.
+   */
+  storeStatus?: (status: number) => boolean;
+  /** Called once per request with a valid key, for metrics and logs. */
+  onOutcome?: (c: Context<E>, event: IdempotencyEvent) => void;
+}
+
+const STORED_HEADERS = ["content-type", "location"] as const;
+const BUSINESS_ERROR_STATUSES = new Set([402, 404, 409, 410]);
+
+export function defaultStoreStatus(status: number): boolean {
+  return status < 400 || BUSINESS_ERROR_STATUSES.has(status);
+}
+
+/** Marks the end of a transaction whose work must not be committed. */
+class Discard extends Error {
+  constructor(readonly response?: StoredResponse) {
+    super("discarded");
+  }
+}
+
+type Claim =
+  | { kind: "existing"; record: FoundRecord; waitedMs: number }
+  | { kind: "executed"; response: StoredResponse; waitedMs: number };
+
+/**
+ * Makes a POST handler idempotent under the `Idempotency-Key` header (DESIGN section 4),
+ * for handlers whose writes fit in one database transaction.
+ *
+ * The key is claimed by the first statement of the request's transaction (an advisory lock on
+ * tenant + key), the handler writes through `c.var.tx`, and the response is stored in the same
+ * transaction before COMMIT; so either the writes and the record both exist or neither does.
+ * A concurrent duplicate blocks on the lock until the first commits (it then replays) or rolls
+ * back (it then executes).
+ *
+ * @example
+ * ```ts
+ * app.post(
+ *   "/v1/orders",
+ *   idempotency({ db, tenantId: (c) => c.var.tenant.id }),
+ *   async (c) => c.json(await createOrder(c.var.tx, await c.req.json()), 201),
+ * );
+ * ```
+ */
+export function idempotency<E extends Env & { Variables: IdempotencyVariables }>(
+  options: IdempotencyOptions<E>,
+): MiddlewareHandler<E> {
+  const ttlMs = options.ttlMs ?? 24 * 60 * 60 * 1000;
+  const waitMs = options.waitMs ?? 5000;
+  const retryAfter = String(options.retryAfterSeconds ?? 1);
+  const storeStatus = options.storeStatus ?? defaultStoreStatus;
+
+  return async function idempotency(c, next) {
+    const request = await keyedRequest(c, options.tenantId(c));
+    const report = (outcome: IdempotencyOutcome, waitedMs: number) => {
+      c.set("idempotencyOutcome", outcome);
+      options.onOutcome?.(c, { outcome, waitedMs });
+    };
+
+    /** Locks the key, looks it up, and runs `work` only when no live record answers for it. */
+    const claim = (work: (tx: Transaction) => Promise<StoredResponse>) =>
+      options.db.transaction(async (tx): Promise<Claim> => {
+        const waitedMs = await lockKey(tx, request, waitMs);
+        const record = await findRecord(tx, request);
+        if (record && !record.expired) return { kind: "existing", record, waitedMs };
+        const response = await work(tx);
+        await saveFinishedRecord(tx, request, response, ttlMs);
+        return { kind: "executed", response, waitedMs };
+      });
+
+    let result: Claim;
+    try {
+      try {
+        result = await claim(async (tx) => {
+          c.set("tx", tx);
+          await next();
+          const response = await snapshot(c);
+          if (!storeStatus(response.status)) throw new Discard();
+          // A handler that threw may have written before it did: its outcome is kept, not its writes.
+          if (c.error) throw new Discard(response);
+          return response;
+        });
+      } catch (error) {
+        if (!(error instanceof Discard)) throw error;
+        const { response } = error;
+        if (!response) {
+          report("not_stored", 0);
+          return;
+        }
+        result = await claim(async () => response);
+      }
+    } catch (error) {
+      if (error instanceof KeyLockTimeout) {
+        report("in_progress", waitMs);
+        throw new ApiError("idempotency_key_in_progress", {
+          headers: { "Retry-After": retryAfter },
+        });
+      }
+      throw error;
+    }
+
+    if (result.kind === "executed") {
+      report("executed", result.waitedMs);
+      c.header("Idempotent-Replayed", "false");
+      return;
+    }
+    const { record, waitedMs } = result;
+    if (record.fingerprint !== request.fingerprint) {
+      report("mismatched", waitedMs);
+      throw new ApiError("idempotency_key_reused");
+    }
+    const stored = storedResponseOf(record);
+    if (!stored) {
+      report("in_progress", waitedMs);
+      throw new ApiError("idempotency_key_in_progress", { headers: { "Retry-After": retryAfter } });
+    }
+    report("replayed", waitedMs);
+    return c.body(stored.body, stored.status as ContentfulStatusCode, {
+      ...stored.headers,
+      "Idempotent-Replayed": "true",
+    });
+  };
+}
+
+/** Validates the header and fingerprints the request; rejections here store nothing. */
+async function keyedRequest(c: Context, tenantId: string): Promise<KeyedRequest> {
+  const parsed = parseIdempotencyKey(c.req.header("idempotency-key"));
+  if (!parsed.ok) {
+    throw new ApiError(
+      parsed.reason === "missing" ? "idempotency_key_missing" : "idempotency_key_invalid",
+    );
+  }
+  const text = await c.req.text();
+  let body: unknown;
+  if (text.length > 0) {
+    try {
+      body = isJsonMediaType(c.req.header("content-type")) ? JSON.parse(text) : text;
+    } catch {
+      throw new ApiError("malformed_json");
+    }
+  }
+  let fingerprint: string;
+  try {
+    fingerprint = requestFingerprint(c.req.method, c.req.path, body);
+  } catch (error) {
+    throw new ApiError("validation_failed", {
+      errors: [{ path: "json", message: (error as Error).message }],
+    });
+  }
+  return { tenantId, key: parsed.key, method: c.req.method, path: c.req.path, fingerprint };
+}
+
+/** Reads the handler's response for storing, leaving an identical one in its place. */
+async function snapshot(c: Context): Promise<StoredResponse> {
+  const { status } = c.res;
+  const body = await c.res.text();
+  c.res = new Response(body, { status, headers: c.res.headers });
+  const headers: Record<string, string> = {};
+  for (const name of STORED_HEADERS) {
+    const value = c.res.headers.get(name);
+    if (value !== null) headers[name] = value;
+  }
+  return { status, headers, body };
+}

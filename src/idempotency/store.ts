@@ -1,0 +1,156 @@
+import { and, eq, getTableColumns, type SQL, sql } from "drizzle-orm";
+import type { Executor, Transaction } from "../db/client.js";
+import { type IdempotencyRecord, idempotencyKeys } from "../db/schema.js";
+import { newId } from "../ids.js";
+
+/** A response as stored and replayed: the status, the headers that matter, the exact body. */
+export interface StoredResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** Which key: idempotency keys are scoped to a tenant. */
+export interface KeyRef {
+  tenantId: string;
+  key: string;
+}
+
+/** A key together with the request it was sent with. */
+export interface KeyedRequest extends KeyRef {
+  fingerprint: string;
+  method: string;
+  path: string;
+}
+
+/** The recovery point of a record whose response is stored. */
+export const FINISHED = "finished";
+/** The recovery point of a claimed record before any business write. */
+export const STARTED = "started";
+
+/** The advisory lock waited `waitMs` and the key is still held by another transaction. */
+export class KeyLockTimeout extends Error {
+  override name = "KeyLockTimeout";
+}
+
+/**
+ * One 64-bit advisory lock per (tenant, key), hashed inside PostgreSQL. Keys cannot contain a
+ * space, so the joined text is unambiguous; a hash collision only serialises two unrelated keys.
+ */
+function keyLockId(ref: KeyRef): SQL {
+  return sql`hashtextextended(${ref.tenantId} || ' ' || ${ref.key}, 0)`;
+}
+
+/** The SQLSTATE of a PostgreSQL error, looking through drizzle's wrapping. */
+export function pgErrorCode(error: unknown): string | undefined {
+  for (let e = error; e instanceof Error; e = e.cause) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
+  }
+  return undefined;
+}
+
+/**
+ * Takes the transaction-scoped advisory lock of a key: the claim that makes concurrent requests
+ * with one key run one at a time. Tries without waiting first, so the common case is one
+ * statement; otherwise waits at most `waitMs` (PostgreSQL's `lock_timeout`, set for the wait
+ * only, so the business writes after it keep the session's setting).
+ *
+ * @returns how long it waited, in milliseconds (0 when the key was free)
+ * @throws KeyLockTimeout when another transaction still holds the key after `waitMs`
+ */
+export async function lockKey(tx: Transaction, ref: KeyRef, waitMs: number): Promise<number> {
+  const [row] = await tx.execute<{ locked: boolean }>(
+    sql`SELECT pg_try_advisory_xact_lock(${keyLockId(ref)}) AS locked`,
+  );
+  if (row?.locked) return 0;
+  if (waitMs <= 0) throw new KeyLockTimeout();
+  const started = performance.now();
+  await tx.execute(sql`SELECT set_config('lock_timeout', ${`${Math.ceil(waitMs)}ms`}, true)`);
+  try {
+    await tx.execute(sql`SELECT pg_advisory_xact_lock(${keyLockId(ref)})`);
+  } catch (error) {
+    if (pgErrorCode(error) === "55P03") throw new KeyLockTimeout();
+    throw error;
+  }
+  await tx.execute(sql`SET LOCAL lock_timeout TO DEFAULT`);
+  return performance.now() - started;
+}
+
+export type FoundRecord = IdempotencyRecord & {
+  /** Past `expires_at`, by the database clock. */
+  expired: boolean;
+  /** An execution holds the record's lease right now. */
+  leaseActive: boolean;
+};
+
+export async function findRecord(
+  executor: Executor,
+  ref: KeyRef,
+): Promise<FoundRecord | undefined> {
+  const [record] = await executor
+    .select({
+      ...getTableColumns(idempotencyKeys),
+      expired: sql<boolean>`${idempotencyKeys.expiresAt} <= clock_timestamp()`,
+      leaseActive: sql<boolean>`coalesce(${idempotencyKeys.lockedUntil} > clock_timestamp(), false)`,
+    })
+    .from(idempotencyKeys)
+    .where(and(eq(idempotencyKeys.tenantId, ref.tenantId), eq(idempotencyKeys.key, ref.key)));
+  return record;
+}
+
+/** `clock_timestamp()` plus a number of milliseconds, computed by the database. */
+function clockPlus(ms: number): SQL {
+  return sql`clock_timestamp() + ${ms} * interval '1 millisecond'`;
+}
+
+/**
+ * Writes the finished record of a request executed in one transaction, in that transaction.
+ * Replaces an expired record of the same key; any other existing record is a bug in the caller
+ * (it must hold the key's lock and have looked first), so that fails loudly.
+ */
+export async function saveFinishedRecord(
+  tx: Transaction,
+  request: KeyedRequest,
+  response: StoredResponse,
+  ttlMs: number,
+): Promise<void> {
+  const values = {
+    tenantId: request.tenantId,
+    key: request.key,
+    recordId: newId("idk"),
+    fingerprint: request.fingerprint,
+    method: request.method,
+    path: request.path,
+    recoveryPoint: FINISHED,
+    lockedUntil: null,
+    attempt: 1,
+    responseStatus: response.status,
+    responseHeaders: response.headers,
+    responseBody: response.body,
+    createdAt: sql`clock_timestamp()`,
+    expiresAt: clockPlus(ttlMs),
+  };
+  const saved = await tx
+    .insert(idempotencyKeys)
+    .values(values)
+    .onConflictDoUpdate({
+      target: [idempotencyKeys.tenantId, idempotencyKeys.key],
+      set: values,
+      setWhere: sql`${idempotencyKeys.expiresAt} <= clock_timestamp()`,
+    })
+    .returning({ recordId: idempotencyKeys.recordId });
+  if (saved.length !== 1) {
+    throw new Error(`idempotency record ${request.key} exists and is live; it was not locked`);
+  }
+}
+
+/** The stored response of a finished record. */
+export function storedResponseOf(record: IdempotencyRecord): StoredResponse | undefined {
+  if (record.responseStatus === null || record.responseBody === null) return undefined;
+  return {
+    status: record.responseStatus,
+    headers: record.responseHeaders ?? {},
+    body: record.responseBody,
+  };
+}

@@ -1,0 +1,98 @@
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import { createApp } from "./app.js";
+import { ConfigError, loadConfig } from "./config.js";
+import { openDatabase } from "./db/client.js";
+import { migrateDatabase } from "./db/migrate.js";
+import { resolveDatabase } from "./db/resolve.js";
+import { createLogger } from "./logger.js";
+import { ensureDemoTenant } from "./tenants/demo.js";
+
+/** The process: config → database → app → server, then graceful shutdown on SIGTERM/SIGINT. */
+async function main() {
+  const config = loadConfig();
+  const logger = createLogger(config.LOG_LEVEL);
+
+  const database = await resolveDatabase(config, logger);
+  if (config.MIGRATE_ON_START) await migrateDatabase(database.url);
+  const { db, close } = openDatabase(database.url, { max: config.DATABASE_POOL_MAX });
+  const demoApiKey = await ensureDemoTenant(db, config);
+
+  let shuttingDown = false;
+  const app = createApp({ db, config, logger, isShuttingDown: () => shuttingDown });
+  const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }) as Server;
+  await new Promise<void>((resolve, reject) => {
+    server.once("listening", resolve);
+    server.once("error", reject);
+  });
+  const { port } = server.address() as AddressInfo;
+  const baseUrl = `http://${config.HOST}:${port}`;
+  logger.info({ url: baseUrl, database: database.description }, "listening");
+  process.stderr.write(banner(baseUrl, database.description, demoApiKey));
+
+  async function shutdown(signal: string) {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    logger.info({ signal }, "shutting down: finishing in-flight requests");
+    const forced = setTimeout(() => {
+      logger.warn("shutdown timeout: closing open connections");
+      server.closeAllConnections();
+    }, config.SHUTDOWN_TIMEOUT_MS);
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+    });
+    clearTimeout(forced);
+    await close();
+    await database.stop();
+    logger.info("stopped");
+  }
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.on(signal, () => {
+      if (shuttingDown) {
+        logger.warn({ signal }, "second signal: exiting now");
+        process.exit(1);
+      }
+      shutdown(signal).then(
+        () => process.exit(0),
+        (error: unknown) => {
+          logger.error({ err: error }, "shutdown failed");
+          process.exit(1);
+        },
+      );
+    });
+  }
+}
+
+function banner(url: string, database: string, demoApiKey: string | undefined): string {
+  const lines = [
+    "",
+    `  Idempotent Payments API on ${url}`,
+    `  Database: ${database}`,
+    `  API reference: ${url}/docs   OpenAPI: ${url}/openapi.json`,
+  ];
+  if (demoApiKey) {
+    lines.push(
+      `  Demo API key: ${demoApiKey}`,
+      "",
+      "  Try it (run it twice: the second answer is the stored one, Idempotent-Replayed: true):",
+      `    curl -i ${url}/v1/orders -H "Authorization: Bearer ${demoApiKey}" \\`,
+      '      -H "Idempotency-Key: my-first-order-0001" \\',
+      `      -H "Content-Type: application/json" \\`,
+      `      -d '{"currency":"EUR","items":[{"sku":"TSHIRT","name":"T-shirt","quantity":2,"unit_amount":1500}]}'`,
+    );
+  }
+  return `${lines.join("\n")}\n\n`;
+}
+
+main().catch((error: unknown) => {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`${error.message}\n`);
+  } else {
+    process.stderr.write(
+      `Failed to start: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+  }
+  process.exit(1);
+});

@@ -1,0 +1,53 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
+import type { AppEnv } from "../http/env.js";
+import { ApiError } from "../http/errors.js";
+import {
+  IdempotencyKeyHeaderSchema,
+  IdempotentReplayedHeader,
+  problemResponses,
+  WRITE_ERRORS,
+} from "../http/openapi.js";
+import type { Router } from "../http/router.js";
+import { findOrder, updateOrderStatus } from "./orders.queries.js";
+import { OrderParamsSchema, OrderSchema, orderJson } from "./orders.schema.js";
+
+export const cancelOrderRoute = createRoute({
+  method: "post",
+  path: "/v1/orders/{id}/cancel",
+  operationId: "cancelOrder",
+  tags: ["Orders"],
+  summary: "Cancel an order",
+  description:
+    "Cancels a `pending` order. Takes no body. Any other status answers 409 " +
+    "`order_not_cancellable`, and that answer is stored under the key like a success.",
+  request: {
+    params: OrderParamsSchema,
+    headers: z.object({ "idempotency-key": IdempotencyKeyHeaderSchema }),
+  },
+  responses: {
+    200: {
+      description: "The cancelled order.",
+      headers: IdempotentReplayedHeader,
+      content: { "application/json": { schema: OrderSchema } },
+    },
+    ...problemResponses([...WRITE_ERRORS, "order_not_found", "order_not_cancellable"]),
+  },
+});
+
+export function registerCancelOrder(router: Router, idempotent: MiddlewareHandler<AppEnv>) {
+  router.openapi({ ...cancelOrderRoute, middleware: [idempotent] }, async (c) => {
+    const tenantId = c.var.tenant.id;
+    const found = await findOrder(c.var.tx, tenantId, c.req.valid("param").id, {
+      forUpdate: true,
+    });
+    if (!found) throw new ApiError("order_not_found");
+    if (found.order.status !== "pending") {
+      throw new ApiError("order_not_cancellable", {
+        detail: `Only a pending order can be cancelled; this one is ${found.order.status}.`,
+      });
+    }
+    const order = await updateOrderStatus(c.var.tx, tenantId, found.order.id, "cancelled");
+    return c.json(orderJson(order, found.items), 200);
+  });
+}

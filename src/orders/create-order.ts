@@ -1,0 +1,50 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
+import type { AppEnv } from "../http/env.js";
+import {
+  IdempotencyKeyHeaderSchema,
+  IdempotentReplayedHeader,
+  problemResponses,
+  WRITE_ERRORS,
+} from "../http/openapi.js";
+import type { Router } from "../http/router.js";
+import { insertOrder } from "./orders.queries.js";
+import { CreateOrderBodySchema, OrderSchema, orderJson } from "./orders.schema.js";
+
+export const createOrderRoute = createRoute({
+  method: "post",
+  path: "/v1/orders",
+  operationId: "createOrder",
+  tags: ["Orders"],
+  summary: "Create an order",
+  description:
+    "Creates a `pending` order from its items; the server computes `amount_total`. " +
+    "Requires an `Idempotency-Key`: retries with the same key and body return the same order.",
+  request: {
+    headers: z.object({ "idempotency-key": IdempotencyKeyHeaderSchema }),
+    body: {
+      required: true,
+      content: { "application/json": { schema: CreateOrderBodySchema } },
+    },
+  },
+  responses: {
+    201: {
+      description: "The order was created (or this is the stored answer of its creation).",
+      headers: {
+        Location: { description: "The order's URL.", schema: { type: "string" } },
+        ...IdempotentReplayedHeader,
+      },
+      content: { "application/json": { schema: OrderSchema } },
+    },
+    ...problemResponses(WRITE_ERRORS),
+  },
+});
+
+export function registerCreateOrder(router: Router, idempotent: MiddlewareHandler<AppEnv>) {
+  router.openapi({ ...createOrderRoute, middleware: [idempotent] }, async (c) => {
+    const created = await insertOrder(c.var.tx, c.var.tenant.id, c.req.valid("json"));
+    return c.json(orderJson(created.order, created.items), 201, {
+      Location: `/v1/orders/${created.order.id}`,
+    });
+  });
+}
