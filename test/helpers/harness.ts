@@ -1,0 +1,102 @@
+import { randomUUID } from "node:crypto";
+import { count, eq } from "drizzle-orm";
+import { pino } from "pino";
+import { afterAll, expect, inject } from "vitest";
+import { type AppDeps, createApp } from "../../src/app.js";
+import { type Database, type DatabaseHandle, openDatabase } from "../../src/db/client.js";
+import { idempotencyKeys, orderItems, orders } from "../../src/db/schema.js";
+import { ERRORS, type ErrorCode, PROBLEM_TYPE_BASE } from "../../src/http/errors.js";
+import { createTenant } from "../../src/tenants/tenants.queries.js";
+
+/** A pool on this run's database, closed after the suite. */
+export function useDatabase(max = 20): DatabaseHandle {
+  const handle = openDatabase(inject("databaseUrl"), { max, applicationName: "vitest" });
+  afterAll(() => handle.close());
+  return handle;
+}
+
+/** A tenant of the test's own, so suites sharing the database never see each other's rows. */
+export async function createTestTenant(db: Database, label = "test") {
+  return createTenant(db, { name: `${label}-${randomUUID().slice(0, 8)}` });
+}
+
+/** A fresh, valid Idempotency-Key. */
+export function newKey(): string {
+  return `test-${randomUUID()}`;
+}
+
+export const silentLogger = pino({ level: "silent" });
+
+export function testApp(db: Database, config: Partial<AppDeps["config"]> = {}) {
+  return createApp({
+    db,
+    logger: silentLogger,
+    config: { IDEMPOTENCY_TTL_MS: 24 * 60 * 60 * 1000, IDEMPOTENCY_WAIT_MS: 5000, ...config },
+  });
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: tests assert response bodies rather than type them
+export type JsonBody = any;
+/** A fetch Response whose `json()` is loosely typed, for assertions. */
+export type TestResponse = Omit<Response, "json"> & { json(): Promise<JsonBody> };
+
+type Fetcher = { request: (path: string, init?: RequestInit) => Response | Promise<Response> };
+
+/** Requests as a tenant would send them, against an in-process app or a listening server. */
+export function apiClient(target: Fetcher | string, apiKey: string) {
+  const send = async (path: string, init: RequestInit): Promise<TestResponse> =>
+    typeof target === "string" ? fetch(`${target}${path}`, init) : target.request(path, init);
+  return {
+    post(
+      path: string,
+      body?: unknown,
+      options: { key?: string | null; headers?: Record<string, string> } = {},
+    ) {
+      const headers: Record<string, string> = { Authorization: `Bearer ${apiKey}` };
+      if (options.key !== null) headers["Idempotency-Key"] = options.key ?? newKey();
+      if (body !== undefined) headers["Content-Type"] = "application/json";
+      return send(path, {
+        method: "POST",
+        headers: { ...headers, ...options.headers },
+        body:
+          body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+      });
+    },
+    get(path: string) {
+      return send(path, { headers: { Authorization: `Bearer ${apiKey}` } });
+    },
+  };
+}
+
+export const ORDER_BODY = {
+  currency: "EUR",
+  items: [
+    { sku: "SKU-1", name: "T-shirt", quantity: 2, unit_amount: 1500 },
+    { sku: "SKU-2", name: "Socks", quantity: 1, unit_amount: 500 },
+  ],
+  customer_email: "ada@example.com",
+  metadata: { cart: "c_1" },
+};
+
+/** Row counts of one tenant: what a request left behind. */
+export async function tenantRows(db: Database, tenantId: string) {
+  const [[o], [i], [k]] = await Promise.all([
+    db.select({ n: count() }).from(orders).where(eq(orders.tenantId, tenantId)),
+    db.select({ n: count() }).from(orderItems).where(eq(orderItems.tenantId, tenantId)),
+    db.select({ n: count() }).from(idempotencyKeys).where(eq(idempotencyKeys.tenantId, tenantId)),
+  ]);
+  return { orders: o?.n ?? 0, items: i?.n ?? 0, keys: k?.n ?? 0 };
+}
+
+/** The whole problem+json body an error code produces; `extra` overrides fields. */
+export function expectedProblem(code: ErrorCode, extra: Record<string, unknown> = {}) {
+  return {
+    type: `${PROBLEM_TYPE_BASE}${code}`,
+    title: ERRORS[code].title,
+    status: ERRORS[code].status,
+    detail: ERRORS[code].detail,
+    code,
+    request_id: expect.any(String),
+    ...extra,
+  };
+}
