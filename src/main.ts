@@ -39,10 +39,11 @@ async function main() {
       logger.warn("shutdown timeout: closing open connections");
       server.closeAllConnections();
     }, config.SHUTDOWN_TIMEOUT_MS);
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeIdleConnections();
-    });
+    // close() stops accepting and waits for open connections; a keep-alive connection whose
+    // request finishes during the drain goes idle and is closed on the next sweep.
+    const sweep = setInterval(() => server.closeIdleConnections(), 50);
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    clearInterval(sweep);
     clearTimeout(forced);
     await close();
     await database.stop();

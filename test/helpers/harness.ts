@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { count, eq } from "drizzle-orm";
+import { count, eq, sql } from "drizzle-orm";
 import { pino } from "pino";
 import { afterAll, expect, inject } from "vitest";
 import { type AppDeps, createApp } from "../../src/app.js";
@@ -98,5 +98,46 @@ export function expectedProblem(code: ErrorCode, extra: Record<string, unknown> 
     code,
     request_id: expect.any(String),
     ...extra,
+  };
+}
+
+/**
+ * Holds a lock on the tenant's row. Inserting an order checks its foreign key to that row, so
+ * every create of this tenant blocks mid-transaction (after claiming its key) until `release`:
+ * a way to hold a real request in flight without any test hook in the server.
+ */
+export async function holdTenantRow(db: Database, tenantId: string) {
+  let release: () => void = () => {};
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let locked: () => void = () => {};
+  const isLocked = new Promise<void>((resolve) => {
+    locked = resolve;
+  });
+  const done = db.transaction(async (tx) => {
+    await tx.execute(sql`SELECT 1 FROM tenants WHERE id = ${tenantId} FOR UPDATE`);
+    locked();
+    await released;
+  });
+  await isLocked;
+  return {
+    release: async () => {
+      release();
+      await done;
+    },
+    /** Resolves once `n` server transactions wait on a lock in this database. */
+    async blocked(n: number, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const [row] = await db.execute<{ n: number }>(sql`
+          SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock'
+            AND application_name = 'idempotent-payments'`);
+        if ((row?.n ?? 0) >= n) return;
+        if (Date.now() > deadline) throw new Error(`expected ${n} blocked transactions`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
   };
 }

@@ -1,0 +1,75 @@
+import { describe, expect, inject, it } from "vitest";
+import {
+  apiClient,
+  createTestTenant,
+  holdTenantRow,
+  newKey,
+  ORDER_BODY,
+  tenantRows,
+  useDatabase,
+} from "./helpers/harness.js";
+import { startServer } from "./helpers/server-process.js";
+
+/** Real processes, real signals: what a crash or a deploy does to requests in flight. */
+const { db } = useDatabase();
+const env = () => ({ DATABASE_URL: inject("databaseUrl") });
+
+describe("a server killed with SIGKILL in the middle of a request", () => {
+  it("leaves nothing behind, and the retry after a restart creates exactly one order", async () => {
+    const { apiKey, tenant } = await createTestTenant(db, "crash");
+    const key = newKey();
+    const victim = await startServer(env());
+    const hold = await holdTenantRow(db, tenant.id);
+    const inFlight = apiClient(victim.url, apiKey)
+      .post("/v1/orders", ORDER_BODY, { key })
+      .then(
+        (res) => res.status,
+        (error: unknown) => error,
+      );
+    await hold.blocked(1);
+    expect(await victim.kill("SIGKILL")).toBeNull();
+    expect(await inFlight).toBeInstanceOf(Error);
+    await hold.release();
+    // PostgreSQL aborted the dead connection's transaction: no order, no record.
+    expect(await tenantRows(db, tenant.id)).toEqual({ orders: 0, items: 0, keys: 0 });
+
+    const restarted = await startServer(env());
+    try {
+      const api = apiClient(restarted.url, apiKey);
+      const retry = await api.post("/v1/orders", ORDER_BODY, { key });
+      expect(retry.status).toBe(201);
+      expect(retry.headers.get("idempotent-replayed")).toBe("false");
+      const again = await api.post("/v1/orders", ORDER_BODY, { key });
+      expect(again.headers.get("idempotent-replayed")).toBe("true");
+      expect(await again.text()).toBe(await retry.text());
+      expect(await tenantRows(db, tenant.id)).toEqual({ orders: 1, items: 2, keys: 1 });
+    } finally {
+      await restarted.kill("SIGTERM");
+    }
+  });
+});
+
+describe("graceful shutdown", () => {
+  it("finishes the request in flight on SIGTERM, then exits 0", async () => {
+    const { apiKey, tenant } = await createTestTenant(db, "drain");
+    const server = await startServer(env());
+    const hold = await holdTenantRow(db, tenant.id);
+    const inFlight = apiClient(server.url, apiKey).post("/v1/orders", ORDER_BODY);
+    await hold.blocked(1);
+    const exited = server.kill("SIGTERM");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await hold.release();
+    const res = await inFlight;
+    expect(res.status).toBe(201);
+    expect(await exited).toBe(0);
+    expect(server.output.some((line) => line.includes('"msg":"stopped"'))).toBe(true);
+    expect(await tenantRows(db, tenant.id)).toEqual({ orders: 1, items: 2, keys: 1 });
+  });
+
+  it("refuses new connections once shutdown began", async () => {
+    const server = await startServer(env());
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+    expect(await server.kill("SIGTERM")).toBe(0);
+    await expect(fetch(`${server.url}/healthz`)).rejects.toThrow();
+  });
+});
