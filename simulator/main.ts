@@ -78,6 +78,9 @@ async function main(): Promise<void> {
     process.exit(0);
   }
   process.on("SIGTERM", (signal) => void shutdown(signal));
+  // Started by the app with an IPC channel: the channel closes when the app exits, however it
+  // exits (even SIGKILL), and a simulator must not outlive it holding the state file.
+  if (process.send) process.on("disconnect", () => void shutdown("SIGTERM"));
   process.on("SIGINT", (signal) => void shutdown(signal));
 }
 

@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { requestId } from "hono/request-id";
 import type { Config } from "./config.js";
@@ -12,19 +12,27 @@ import { createErrorHandler, notFound, problemResponse } from "./http/problem.js
 import { requestLog } from "./http/request-log.js";
 import { createRouter } from "./http/router.js";
 import { type IdempotencyEvent, idempotency } from "./idempotency/middleware.js";
+import { phasedIdempotency } from "./idempotency/phased.js";
 import type { Logger } from "./logger.js";
 import { registerCancelOrder } from "./orders/cancel-order.js";
 import { registerCreateOrder } from "./orders/create-order.js";
 import { registerGetOrder } from "./orders/get-order.js";
 import { registerListOrders } from "./orders/list-orders.js";
+import { registerCreatePayment } from "./payments/create-payment.js";
+import { registerGetPayment } from "./payments/get-payment.js";
+import type { PaymentProvider } from "./provider/stripe-provider.js";
+import { registerCreateRefund } from "./refunds/create-refund.js";
+import { registerGetRefund } from "./refunds/get-refund.js";
+import { registerReceiveStripeWebhook } from "./webhooks/receive-stripe-webhook.js";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 const READINESS_TIMEOUT_MS = 2000;
 
 export interface AppDeps {
   db: Database;
-  config: Pick<Config, "IDEMPOTENCY_TTL_MS" | "IDEMPOTENCY_WAIT_MS">;
+  config: Pick<Config, "IDEMPOTENCY_TTL_MS" | "IDEMPOTENCY_WAIT_MS" | "PAYMENT_LEASE_MS">;
   logger: Logger;
+  provider: PaymentProvider;
   /** True once shutdown began: readiness fails so load balancers stop sending traffic. */
   isShuttingDown?: () => boolean;
   /** Observes every idempotency outcome (metrics). */
@@ -32,7 +40,7 @@ export interface AppDeps {
 }
 
 /** Resource paths behind API-key auth; webhooks authenticate by signature instead. */
-const TENANT_PATHS = ["/v1/orders"];
+const TENANT_PATHS = ["/v1/orders", "/v1/payments", "/v1/refunds"];
 
 /**
  * Builds the HTTP app. No I/O happens here: tests build it around their own database and
@@ -81,20 +89,32 @@ export function createApp(deps: AppDeps) {
   const auth = bearerTenantAuth({ db });
   for (const path of TENANT_PATHS) app.use(path, auth).use(`${path}/*`, auth);
 
-  const idempotent = idempotency<AppEnv>({
+  const idempotencyOptions = {
     db,
-    tenantId: (c) => c.var.tenant.id,
+    tenantId: (c: Context<AppEnv>) => c.var.tenant.id,
     ttlMs: deps.config.IDEMPOTENCY_TTL_MS,
     waitMs: deps.config.IDEMPOTENCY_WAIT_MS,
-    onOutcome: (_c, event) => deps.onIdempotencyOutcome?.(event),
+    onOutcome: (_c: Context<AppEnv>, event: IdempotencyEvent) => deps.onIdempotencyOutcome?.(event),
+  };
+  // One transaction per request for local writes; atomic phases around the provider call.
+  const idempotent = idempotency<AppEnv>(idempotencyOptions);
+  const phased = phasedIdempotency<AppEnv>({
+    ...idempotencyOptions,
+    leaseMs: deps.config.PAYMENT_LEASE_MS,
   });
+  const paymentDeps = { db, provider: deps.provider };
 
-  const orders = createRouter();
-  registerCreateOrder(orders, idempotent);
-  registerListOrders(orders);
-  registerGetOrder(orders);
-  registerCancelOrder(orders, idempotent);
-  app.route("/", orders);
+  const routes = createRouter();
+  registerCreateOrder(routes, idempotent);
+  registerListOrders(routes);
+  registerGetOrder(routes);
+  registerCancelOrder(routes, idempotent);
+  registerCreatePayment(routes, phased, paymentDeps);
+  registerGetPayment(routes);
+  registerCreateRefund(routes, phased, paymentDeps);
+  registerGetRefund(routes);
+  registerReceiveStripeWebhook(routes, { ...paymentDeps, logger });
+  app.route("/", routes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",

@@ -21,7 +21,36 @@ export const ConfigSchema = z.object({
   IDEMPOTENCY_WAIT_MS: nonNegativeInt.max(60_000).default(5000),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
+  STRIPE_SECRET_KEY: z
+    .string()
+    .regex(
+      /^(sk|rk)_(test|live)_[A-Za-z0-9_]+$/,
+      "must be a Stripe secret key (sk_test_..., sk_live_...)",
+    )
+    .optional(),
+  STRIPE_API_URL: z
+    .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
+    .optional(),
+  STRIPE_WEBHOOK_SECRET: z.string().min(1).default("whsec_local_simulator_secret"),
+  PROVIDER_TIMEOUT_MS: positiveInt.max(120_000).default(10_000),
+  PROVIDER_MAX_NETWORK_RETRIES: z.coerce.number().int().min(0).max(5).default(1),
+  PAYMENT_LEASE_MS: positiveInt.default(30_000),
+  COMPLETER_INTERVAL_MS: nonNegativeInt.default(10_000),
+  COMPLETER_GRACE_MS: nonNegativeInt.default(10_000),
 });
+
+/**
+ * Time a provider call may take with all the SDK's own retries (each waits up to 2 s first).
+ * A payment's lease must outlast it, or a retry could take over an attempt that is still alive.
+ */
+export function providerCallBudgetMs(
+  config: Pick<Config, "PROVIDER_TIMEOUT_MS" | "PROVIDER_MAX_NETWORK_RETRIES">,
+): number {
+  return (
+    config.PROVIDER_TIMEOUT_MS * (config.PROVIDER_MAX_NETWORK_RETRIES + 1) +
+    2000 * config.PROVIDER_MAX_NETWORK_RETRIES
+  );
+}
 
 export type Config = z.infer<typeof ConfigSchema>;
 
@@ -38,7 +67,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const input = Object.fromEntries(
     Object.keys(ConfigSchema.shape).map((name) => [name, env[name] === "" ? undefined : env[name]]),
   );
-  const parsed = ConfigSchema.safeParse(input);
+  const parsed = ConfigSchema.superRefine((config, ctx) => {
+    if (config.PAYMENT_LEASE_MS <= providerCallBudgetMs(config)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["PAYMENT_LEASE_MS"],
+        message: `must exceed the longest provider call, ${providerCallBudgetMs(config)} ms with PROVIDER_TIMEOUT_MS and PROVIDER_MAX_NETWORK_RETRIES`,
+      });
+    }
+  }).safeParse(input);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((issue) => {
       const name = String(issue.path[0]);

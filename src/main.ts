@@ -6,7 +6,9 @@ import { ConfigError, loadConfig } from "./config.js";
 import { openDatabase } from "./db/client.js";
 import { migrateDatabase } from "./db/migrate.js";
 import { resolveDatabase } from "./db/resolve.js";
+import { startCompleter } from "./jobs/completer.js";
 import { createLogger } from "./logger.js";
+import { resolveProvider } from "./provider/resolve.js";
 import { ensureDemoTenant } from "./tenants/demo.js";
 
 /** The process: config → database → app → server, then graceful shutdown on SIGTERM/SIGINT. */
@@ -19,8 +21,16 @@ async function main() {
   const { db, close } = openDatabase(database.url, { max: config.DATABASE_POOL_MAX });
   const demoApiKey = await ensureDemoTenant(db, config);
 
+  const payments = await resolveProvider(config, logger);
+
   let shuttingDown = false;
-  const app = createApp({ db, config, logger, isShuttingDown: () => shuttingDown });
+  const app = createApp({
+    db,
+    config,
+    logger,
+    provider: payments.provider,
+    isShuttingDown: () => shuttingDown,
+  });
   const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }) as Server;
   await new Promise<void>((resolve, reject) => {
     server.once("listening", resolve);
@@ -28,8 +38,26 @@ async function main() {
   });
   const { port } = server.address() as AddressInfo;
   const baseUrl = `http://${config.HOST}:${port}`;
-  logger.info({ url: baseUrl, database: database.description }, "listening");
-  process.stderr.write(banner(baseUrl, database.description, demoApiKey));
+  await payments.setWebhookUrl(`http://127.0.0.1:${port}/v1/webhooks/stripe`);
+  const stopCompleter =
+    config.COMPLETER_INTERVAL_MS > 0
+      ? startCompleter(
+          {
+            db,
+            provider: payments.provider,
+            logger,
+            leaseMs: config.PAYMENT_LEASE_MS,
+            ttlMs: config.IDEMPOTENCY_TTL_MS,
+            graceMs: config.COMPLETER_GRACE_MS,
+          },
+          config.COMPLETER_INTERVAL_MS,
+        )
+      : async () => {};
+  logger.info(
+    { url: baseUrl, database: database.description, payments: payments.description },
+    "listening",
+  );
+  process.stderr.write(banner(baseUrl, database.description, payments.description, demoApiKey));
 
   async function shutdown(signal: string) {
     if (shuttingDown) return;
@@ -45,7 +73,9 @@ async function main() {
     await new Promise<void>((resolve) => server.close(() => resolve()));
     clearInterval(sweep);
     clearTimeout(forced);
+    await stopCompleter();
     await close();
+    await payments.stop();
     await database.stop();
     logger.info("stopped");
   }
@@ -66,11 +96,17 @@ async function main() {
   }
 }
 
-function banner(url: string, database: string, demoApiKey: string | undefined): string {
+function banner(
+  url: string,
+  database: string,
+  payments: string,
+  demoApiKey: string | undefined,
+): string {
   const lines = [
     "",
     `  Idempotent Payments API on ${url}`,
     `  Database: ${database}`,
+    `  Payments: ${payments}`,
     `  API reference: ${url}/docs   OpenAPI: ${url}/openapi.json`,
   ];
   if (demoApiKey) {

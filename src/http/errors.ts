@@ -76,6 +76,58 @@ export const ERRORS = {
     title: "Order not cancellable",
     detail: "Only a pending order can be cancelled.",
   },
+  order_not_payable: {
+    status: 409,
+    title: "Order not payable",
+    detail: "Only a pending order with no payment in progress can be paid.",
+  },
+  payment_not_found: {
+    status: 404,
+    title: "Payment not found",
+    detail: "No payment with this id exists for this account.",
+  },
+  payment_declined: {
+    status: 402,
+    title: "Payment declined",
+    detail: "The card was declined; `decline_code` says why. The order stays payable.",
+  },
+  payment_method_invalid: {
+    status: 402,
+    title: "Payment method invalid",
+    detail: "The payment provider does not accept this payment method. The order stays payable.",
+  },
+  payment_not_refundable: {
+    status: 409,
+    title: "Payment not refundable",
+    detail: "Only a succeeded payment can be refunded.",
+  },
+  refund_not_found: {
+    status: 404,
+    title: "Refund not found",
+    detail: "No refund with this id exists for this account.",
+  },
+  refund_exceeds_payment: {
+    status: 409,
+    title: "Refund exceeds payment",
+    detail: "The refunds of a payment can never add up to more than it captured.",
+  },
+  refund_failed: {
+    status: 409,
+    title: "Refund failed",
+    detail: "The payment provider refused the refund; `decline_code` carries its reason.",
+  },
+  webhook_signature_invalid: {
+    status: 400,
+    title: "Invalid webhook signature",
+    detail: "The `Stripe-Signature` header does not match the payload and the signing secret.",
+  },
+  provider_unavailable: {
+    status: 503,
+    title: "Payment provider unavailable",
+    detail:
+      "The payment provider did not answer in time, so the outcome is not known yet. Retry " +
+      "with the same Idempotency-Key after `Retry-After` seconds to get it; nothing is charged twice.",
+  },
   internal_error: {
     status: 500,
     title: "Internal error",
@@ -99,8 +151,14 @@ export interface FieldError {
   message: string;
 }
 
+/** Extension members some problems carry (RFC 9457 section 3.2), such as a declined payment's id. */
+export interface ProblemExtensions {
+  payment_id?: string;
+  decline_code?: string;
+}
+
 /** The problem+json body (RFC 9457) of every error response. */
-export interface Problem {
+export interface Problem extends ProblemExtensions {
   type: string;
   title: string;
   status: number;
@@ -122,16 +180,23 @@ export class ApiError extends Error {
   readonly status: ContentfulStatusCode;
   readonly errors?: FieldError[];
   readonly headers?: Record<string, string>;
+  readonly extensions?: ProblemExtensions;
 
   constructor(
     code: ErrorCode,
-    options: { detail?: string; errors?: FieldError[]; headers?: Record<string, string> } = {},
+    options: {
+      detail?: string;
+      errors?: FieldError[];
+      headers?: Record<string, string>;
+      extensions?: ProblemExtensions;
+    } = {},
   ) {
     super(options.detail ?? ERRORS[code].detail);
     this.code = code;
     this.status = ERRORS[code].status;
     this.errors = options.errors;
     this.headers = options.headers;
+    this.extensions = options.extensions;
   }
 }
 
@@ -143,6 +208,7 @@ export function problemBody(error: ApiError, requestId: string): Problem {
     detail: error.message,
     code: error.code,
     request_id: requestId,
+    ...error.extensions,
     ...(error.errors ? { errors: error.errors } : {}),
   };
 }

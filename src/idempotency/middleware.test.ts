@@ -9,6 +9,7 @@ import {
   silentLogger,
   tenantRows,
   useDatabase,
+  waitForLockWaits,
 } from "../../test/helpers/harness.js";
 import type { Transaction } from "../db/client.js";
 import type { Tenant } from "../db/schema.js";
@@ -21,7 +22,7 @@ import { type IdempotencyEvent, type IdempotencyVariables, idempotency } from ".
  * The middleware lifted into a bare Hono app, as another team would use it: its handler
  * writes through `c.var.tx` and then behaves as each test asks.
  */
-const { db } = useDatabase();
+const { db, applicationName } = useDatabase();
 
 type Env = { Variables: IdempotencyVariables<Transaction> & { tenant: Tenant; requestId: string } };
 
@@ -121,7 +122,8 @@ describe("idempotency middleware in a bare Hono app", () => {
     const first = send(key);
     await waitFor(() => calls === 1);
     const duplicate = send(key);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await waitForLockWaits(db, 1, applicationName);
+    await new Promise((resolve) => setTimeout(resolve, 100));
     gate.open();
     const [a, b] = await Promise.all([first, duplicate]);
     expect([a.status, b.status]).toEqual([201, 201]);
@@ -130,7 +132,7 @@ describe("idempotency middleware in a bare Hono app", () => {
     expect(calls).toBe(1);
     expect(await tenantRows(db, tenant.id)).toEqual({ orders: 1, items: 2, keys: 1 });
     const replayed = events.find((e) => e.outcome === "replayed");
-    expect(replayed?.waitedMs).toBeGreaterThanOrEqual(250);
+    expect(replayed?.waitedMs).toBeGreaterThanOrEqual(90);
   });
 
   it("answers 409 idempotency_key_in_progress with Retry-After once the wait runs out", async () => {
@@ -180,7 +182,7 @@ describe("idempotency middleware in a bare Hono app", () => {
     const first = send(key);
     await waitFor(() => calls === 1);
     const duplicate = send(key);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await waitForLockWaits(db, 1, applicationName);
     gate.open();
     const [a, b] = await Promise.all([first, duplicate]);
     expect([a.status, b.status]).toEqual([500, 201]);

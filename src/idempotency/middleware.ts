@@ -1,14 +1,11 @@
 import type { Context, Env, MiddlewareHandler } from "hono";
-import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Database, Transaction } from "../db/client.js";
 import { ApiError } from "../http/errors.js";
-import { isJsonMediaType } from "../http/media-type.js";
-import { requestFingerprint } from "./fingerprint.js";
-import { parseIdempotencyKey } from "./key.js";
+import type { Execution } from "./phased.js";
+import { keyedRequest, sendStored } from "./request.js";
 import {
   type FoundRecord,
   findRecord,
-  type KeyedRequest,
   KeyLockTimeout,
   lockKey,
   type StoredResponse,
@@ -39,6 +36,8 @@ export interface IdempotencyEvent {
 export interface IdempotencyVariables<Tx = Transaction> {
   /** The request's transaction: every write of an idempotent handler goes through it. */
   tx: Tx;
+  /** The execution of a multi-phase request (see `phasedIdempotency`). */
+  execution: Execution;
   idempotencyOutcome: IdempotencyOutcome;
 }
 
@@ -177,39 +176,8 @@ export function idempotency<E extends Env & { Variables: IdempotencyVariables }>
       throw new ApiError("idempotency_key_in_progress", { headers: { "Retry-After": retryAfter } });
     }
     report("replayed", waitedMs);
-    return c.body(stored.body, stored.status as ContentfulStatusCode, {
-      ...stored.headers,
-      "Idempotent-Replayed": "true",
-    });
+    return sendStored(c, stored, true);
   };
-}
-
-/** Validates the header and fingerprints the request; rejections here store nothing. */
-async function keyedRequest(c: Context, tenantId: string): Promise<KeyedRequest> {
-  const parsed = parseIdempotencyKey(c.req.header("idempotency-key"));
-  if (!parsed.ok) {
-    throw new ApiError(
-      parsed.reason === "missing" ? "idempotency_key_missing" : "idempotency_key_invalid",
-    );
-  }
-  const text = await c.req.text();
-  let body: unknown;
-  if (text.length > 0) {
-    try {
-      body = isJsonMediaType(c.req.header("content-type")) ? JSON.parse(text) : text;
-    } catch {
-      throw new ApiError("malformed_json");
-    }
-  }
-  let fingerprint: string;
-  try {
-    fingerprint = requestFingerprint(c.req.method, c.req.path, body);
-  } catch (error) {
-    throw new ApiError("validation_failed", {
-      errors: [{ path: "json", message: (error as Error).message }],
-    });
-  }
-  return { tenantId, key: parsed.key, method: c.req.method, path: c.req.path, fingerprint };
 }
 
 /** Reads the handler's response for storing, leaving an identical one in its place. */

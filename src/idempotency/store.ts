@@ -154,3 +154,187 @@ export function storedResponseOf(record: IdempotencyRecord): StoredResponse | un
     body: record.responseBody,
   };
 }
+
+/** The part of a record an execution carries between phases. */
+export interface ClaimedRecord {
+  recordId: string;
+  attempt: number;
+  recoveryPoint: string;
+}
+
+const claimedColumns = {
+  recordId: idempotencyKeys.recordId,
+  attempt: idempotencyKeys.attempt,
+  recoveryPoint: idempotencyKeys.recoveryPoint,
+};
+
+function whereKey(ref: KeyRef, attempt?: number): SQL | undefined {
+  return and(
+    eq(idempotencyKeys.tenantId, ref.tenantId),
+    eq(idempotencyKeys.key, ref.key),
+    attempt === undefined ? undefined : eq(idempotencyKeys.attempt, attempt),
+  );
+}
+
+function one<T>(rows: T[], what: string): T {
+  const [row] = rows;
+  if (!row) throw new Error(`idempotency record: ${what} matched no row`);
+  return row;
+}
+
+/**
+ * Claims a key for a request that runs in several transactions: writes its record at `started`
+ * with a lease, replacing an expired record that had nothing in flight. The caller holds the
+ * key's advisory lock and has decided the key is free.
+ */
+export async function claimRecord(
+  tx: Transaction,
+  request: KeyedRequest,
+  leaseMs: number,
+  ttlMs: number,
+): Promise<ClaimedRecord> {
+  const values = {
+    tenantId: request.tenantId,
+    key: request.key,
+    recordId: newId("idk"),
+    fingerprint: request.fingerprint,
+    method: request.method,
+    path: request.path,
+    recoveryPoint: STARTED,
+    lockedUntil: clockPlus(leaseMs),
+    attempt: 1,
+    responseStatus: null,
+    responseHeaders: null,
+    responseBody: null,
+    createdAt: sql`clock_timestamp()`,
+    expiresAt: clockPlus(ttlMs),
+  };
+  const rows = await tx
+    .insert(idempotencyKeys)
+    .values(values)
+    .onConflictDoUpdate({ target: [idempotencyKeys.tenantId, idempotencyKeys.key], set: values })
+    .returning(claimedColumns);
+  return one(rows, "claim");
+}
+
+/**
+ * Takes over a record whose lease ran out (its execution crashed, timed out, or gave up with an
+ * unknown provider outcome): the attempt counter moves on, so the old execution can no longer
+ * commit a phase, and the new one resumes from the record's recovery point.
+ */
+export async function takeOverRecord(
+  executor: Executor,
+  ref: KeyRef,
+  leaseMs: number,
+): Promise<ClaimedRecord> {
+  const rows = await executor
+    .update(idempotencyKeys)
+    .set({ attempt: sql`${idempotencyKeys.attempt} + 1`, lockedUntil: clockPlus(leaseMs) })
+    .where(whereKey(ref))
+    .returning(claimedColumns);
+  return one(rows, "take-over");
+}
+
+/** Locks the record row for a phase and tells whether `attempt` still owns it. */
+export async function fenceRecord(tx: Transaction, ref: KeyRef, attempt: number): Promise<boolean> {
+  const [row] = await tx
+    .select({ attempt: idempotencyKeys.attempt, recoveryPoint: idempotencyKeys.recoveryPoint })
+    .from(idempotencyKeys)
+    .where(whereKey(ref))
+    .for("update");
+  return row?.attempt === attempt && row.recoveryPoint !== FINISHED;
+}
+
+/** Moves a record to its next recovery point and renews the lease. */
+export async function advanceRecord(
+  tx: Transaction,
+  ref: KeyRef,
+  attempt: number,
+  recoveryPoint: string,
+  leaseMs: number,
+): Promise<void> {
+  one(
+    await tx
+      .update(idempotencyKeys)
+      .set({ recoveryPoint, lockedUntil: clockPlus(leaseMs) })
+      .where(whereKey(ref, attempt))
+      .returning(claimedColumns),
+    "advance",
+  );
+}
+
+/**
+ * Stores the final response of a multi-phase request. The retention period counts from here
+ * when the request outlived it, so a retry can never execute a finished payment twice.
+ */
+export async function finishRecord(
+  tx: Transaction,
+  ref: KeyRef,
+  attempt: number,
+  response: StoredResponse,
+  ttlMs: number,
+): Promise<void> {
+  one(
+    await tx
+      .update(idempotencyKeys)
+      .set({
+        recoveryPoint: FINISHED,
+        lockedUntil: null,
+        responseStatus: response.status,
+        responseHeaders: response.headers,
+        responseBody: response.body,
+        expiresAt: sql`greatest(${idempotencyKeys.expiresAt}, ${clockPlus(ttlMs)})`,
+      })
+      .where(whereKey(ref, attempt))
+      .returning(claimedColumns),
+    "finish",
+  );
+}
+
+/**
+ * Ends an execution that stops without a final response. A record still at `started` has no
+ * business effect and is deleted (the request was rejected, or failed before its first phase);
+ * any other keeps its recovery point with the lease released, for a retry or the completer.
+ */
+export async function releaseRecord(
+  executor: Executor,
+  ref: KeyRef,
+  attempt: number,
+): Promise<void> {
+  const deleted = await executor
+    .delete(idempotencyKeys)
+    .where(and(whereKey(ref, attempt), eq(idempotencyKeys.recoveryPoint, STARTED)))
+    .returning(claimedColumns);
+  if (deleted.length > 0) return;
+  await executor
+    .update(idempotencyKeys)
+    .set({ lockedUntil: sql`clock_timestamp()` })
+    .where(and(whereKey(ref, attempt), sql`${idempotencyKeys.recoveryPoint} <> ${FINISHED}`));
+}
+
+/**
+ * Records stopped between phases whose lease ran out at least `graceMs` ago: the clients that
+ * started them did not come back, so the completer finishes them.
+ */
+export async function findAbandonedRecords(
+  executor: Executor,
+  graceMs: number,
+  limit: number,
+): Promise<(KeyRef & { path: string })[]> {
+  return executor
+    .select({
+      tenantId: idempotencyKeys.tenantId,
+      key: idempotencyKeys.key,
+      path: idempotencyKeys.path,
+    })
+    .from(idempotencyKeys)
+    .where(
+      and(
+        // Literal, to match the partial index's predicate.
+        sql.raw(`recovery_point NOT IN ('${STARTED}', '${FINISHED}')`),
+        sql`${idempotencyKeys.lockedUntil} < clock_timestamp() - ${graceMs} * interval '1 millisecond'`,
+      ),
+    )
+    .orderBy(idempotencyKeys.lockedUntil)
+    .limit(limit);
+}

@@ -115,3 +115,17 @@ async function itemsOf(executor: Executor, tenantId: string, orderIds: string[])
     .where(and(eq(orderItems.tenantId, tenantId), inArray(orderItems.orderId, orderIds)))
     .orderBy(asc(orderItems.orderId), asc(orderItems.line));
 }
+
+/** The order row alone, locked until the transaction ends. */
+export async function lockOrderRow(
+  tx: Transaction,
+  tenantId: string,
+  id: string,
+): Promise<Order | undefined> {
+  const [order] = await tx
+    .select()
+    .from(orders)
+    .where(and(eq(orders.tenantId, tenantId), eq(orders.id, id)))
+    .for("update");
+  return order;
+}

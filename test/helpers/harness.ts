@@ -6,13 +6,18 @@ import { type AppDeps, createApp } from "../../src/app.js";
 import { type Database, type DatabaseHandle, openDatabase } from "../../src/db/client.js";
 import { idempotencyKeys, orderItems, orders } from "../../src/db/schema.js";
 import { ERRORS, type ErrorCode, PROBLEM_TYPE_BASE } from "../../src/http/errors.js";
+import { type PaymentProvider, stripeProvider } from "../../src/provider/stripe-provider.js";
 import { createTenant } from "../../src/tenants/tenants.queries.js";
 
-/** A pool on this run's database, closed after the suite. */
-export function useDatabase(max = 20): DatabaseHandle {
-  const handle = openDatabase(inject("databaseUrl"), { max, applicationName: "vitest" });
+/**
+ * A pool on this run's database, closed after the suite. Its connections carry an application
+ * name of their own, so a suite can tell its own lock waits from other suites'.
+ */
+export function useDatabase(max = 20): DatabaseHandle & { applicationName: string } {
+  const applicationName = `vitest-${randomUUID().slice(0, 8)}`;
+  const handle = openDatabase(inject("databaseUrl"), { max, applicationName });
   afterAll(() => handle.close());
-  return handle;
+  return { ...handle, applicationName };
 }
 
 /** A tenant of the test's own, so suites sharing the database never see each other's rows. */
@@ -27,11 +32,36 @@ export function newKey(): string {
 
 export const silentLogger = pino({ level: "silent" });
 
-export function testApp(db: Database, config: Partial<AppDeps["config"]> = {}) {
+/** Payment provider settings of in-process test apps: short, so failure paths stay fast. */
+export const TEST_PROVIDER = {
+  secretKey: "sk_test_simulator",
+  webhookSecret: "whsec_local_simulator_secret",
+  timeoutMs: 2000,
+  maxNetworkRetries: 0,
+};
+
+/**
+ * The app around a test database. Its payment provider is the simulator at `providerUrl`;
+ * without one, provider calls fail at once (nothing listens on port 9), which suites that
+ * never pay don't notice.
+ */
+export function testApp(
+  db: Database,
+  config: Partial<AppDeps["config"]> = {},
+  options: { providerUrl?: string; provider?: PaymentProvider } = {},
+) {
   return createApp({
     db,
     logger: silentLogger,
-    config: { IDEMPOTENCY_TTL_MS: 24 * 60 * 60 * 1000, IDEMPOTENCY_WAIT_MS: 5000, ...config },
+    provider:
+      options.provider ??
+      stripeProvider({ ...TEST_PROVIDER, apiUrl: options.providerUrl ?? "http://127.0.0.1:9" }),
+    config: {
+      IDEMPOTENCY_TTL_MS: 24 * 60 * 60 * 1000,
+      IDEMPOTENCY_WAIT_MS: 5000,
+      PAYMENT_LEASE_MS: 10_000,
+      ...config,
+    },
   });
 }
 
@@ -127,17 +157,28 @@ export async function holdTenantRow(db: Database, tenantId: string) {
       await done;
     },
     /** Resolves once `n` server transactions wait on a lock in this database. */
-    async blocked(n: number, timeoutMs = 10_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const [row] = await db.execute<{ n: number }>(sql`
-          SELECT count(*)::int AS n FROM pg_stat_activity
-          WHERE datname = current_database() AND wait_event_type = 'Lock'
-            AND application_name = 'idempotent-payments'`);
-        if ((row?.n ?? 0) >= n) return;
-        if (Date.now() > deadline) throw new Error(`expected ${n} blocked transactions`);
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-    },
+    blocked: (n: number) => waitForLockWaits(db, n, "idempotent-payments"),
   };
+}
+
+/**
+ * Resolves once `n` transactions of the application `applicationName` wait on a lock in this
+ * database: proof that a request is really held mid-transaction, whatever the machine's speed.
+ */
+export async function waitForLockWaits(
+  db: Database,
+  n: number,
+  applicationName: string,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const [row] = await db.execute<{ n: number }>(sql`
+      SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE datname = current_database() AND wait_event_type = 'Lock'
+        AND application_name = ${applicationName}`);
+    if ((row?.n ?? 0) >= n) return;
+    if (Date.now() > deadline) throw new Error(`expected ${n} transactions waiting on a lock`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }

@@ -1,0 +1,246 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
+import type { Database, Transaction } from "../db/client.js";
+import type { Payment } from "../db/schema.js";
+import type { AppEnv } from "../http/env.js";
+import { ApiError } from "../http/errors.js";
+import {
+  IdempotencyKeyHeaderSchema,
+  IdempotentReplayedHeader,
+  problemResponses,
+  WRITE_ERRORS,
+} from "../http/openapi.js";
+import type { Router } from "../http/router.js";
+import type { Execution, PhaseStep } from "../idempotency/phased.js";
+import { sendStored } from "../idempotency/request.js";
+import { FINISHED, STARTED, type StoredResponse } from "../idempotency/store.js";
+import { lockOrderRow } from "../orders/orders.queries.js";
+import type { ChargeOutcome, PaymentProvider } from "../provider/stripe-provider.js";
+import {
+  findPayment,
+  findPaymentOfRecord,
+  hasLivePayment,
+  insertPayment,
+  markPaymentFailed,
+  markPaymentSucceeded,
+} from "./payments.queries.js";
+import {
+  type CreatePaymentBody,
+  CreatePaymentBodySchema,
+  PaymentSchema,
+  paymentJson,
+} from "./payments.schema.js";
+
+/** Recovery point: the payment row exists (`processing`); the provider may have been called. */
+export const PAYMENT_CREATED = "payment_created";
+type PaymentRecoveryPoint = typeof STARTED | typeof PAYMENT_CREATED | typeof FINISHED;
+
+/**
+ * `Retry-After` when the provider's answer is unknown. Two seconds lets a brief network blip
+ * or provider hiccup pass without making the client wait long for an answer it can get.
+ */
+export const PROVIDER_RETRY_AFTER_SECONDS = 2;
+
+/** The failure code recorded when the provider rejects the payment method itself. */
+const INVALID_PAYMENT_METHOD = "invalid_payment_method";
+
+export interface PaymentDeps {
+  db: Database;
+  provider: PaymentProvider;
+}
+
+export const createPaymentRoute = createRoute({
+  method: "post",
+  path: "/v1/payments",
+  operationId: "createPayment",
+  tags: ["Payments"],
+  summary: "Pay an order",
+  description:
+    "Charges the order's total in its currency with the payment method, through the payment " +
+    "provider. Requires an `Idempotency-Key`: a retry never charges twice, even after a crash " +
+    "or a lost provider response. A declined card is a stored 402 and the order stays payable " +
+    "with a new key; a 503 means the provider's answer is not known yet: retry with the same key.",
+  request: {
+    headers: z.object({ "idempotency-key": IdempotencyKeyHeaderSchema }),
+    body: { required: true, content: { "application/json": { schema: CreatePaymentBodySchema } } },
+  },
+  responses: {
+    201: {
+      description: "The order was paid (or this is the stored answer of that payment).",
+      headers: {
+        Location: { description: "The payment's URL.", schema: { type: "string" } },
+        ...IdempotentReplayedHeader,
+      },
+      content: { "application/json": { schema: PaymentSchema } },
+    },
+    ...problemResponses([
+      ...WRITE_ERRORS,
+      "order_not_found",
+      "order_not_payable",
+      "payment_declined",
+      "payment_method_invalid",
+      "provider_unavailable",
+    ]),
+  },
+});
+
+export function registerCreatePayment(
+  router: Router,
+  idempotent: MiddlewareHandler<AppEnv>,
+  deps: PaymentDeps,
+) {
+  router.openapi({ ...createPaymentRoute, middleware: [idempotent] }, async (c) => {
+    const stored = await runCreatePayment(c.var.execution, deps, c.req.valid("json"));
+    // The stored response is one of the route's declared responses, built by its last phase.
+    return sendStored(c, stored, false) as never;
+  });
+}
+
+/**
+ * Drives a payment request from wherever its record stopped to its final response: the HTTP
+ * handler on a first request or a retry, and the completer for a client that never came back
+ * (which has no request body, and needs none past the first phase).
+ */
+export async function runCreatePayment(
+  execution: Execution,
+  deps: PaymentDeps,
+  input?: CreatePaymentBody,
+): Promise<StoredResponse> {
+  for (;;) {
+    const point = execution.recoveryPoint as PaymentRecoveryPoint;
+    switch (point) {
+      case STARTED:
+        if (!input) throw new Error("a payment cannot start without its request body");
+        await execution.phase((tx) => startPayment(tx, execution, input));
+        break;
+      case PAYMENT_CREATED:
+        await chargePayment(execution, deps);
+        break;
+      case FINISHED:
+        if (!execution.finalResponse) throw new Error("finished without a response");
+        return execution.finalResponse;
+      default: {
+        const unexpected: never = point;
+        throw new Error(`payment at unknown recovery point ${String(unexpected)}`);
+      }
+    }
+  }
+}
+
+/** Phase 1: lock the order, check it can be paid, create the `processing` payment. */
+async function startPayment(
+  tx: Transaction,
+  execution: Execution,
+  input: CreatePaymentBody,
+): Promise<PhaseStep> {
+  const order = await lockOrderRow(tx, execution.tenantId, input.order_id);
+  if (!order) return execution.problem(new ApiError("order_not_found"));
+  if (order.status !== "pending") {
+    return execution.problem(
+      new ApiError("order_not_payable", { detail: `This order is ${order.status}.` }),
+    );
+  }
+  if (order.amountTotal === 0) {
+    return execution.problem(
+      new ApiError("order_not_payable", { detail: "An order with a total of 0 needs no payment." }),
+    );
+  }
+  if (await hasLivePayment(tx, execution.tenantId, order.id)) {
+    return execution.problem(
+      new ApiError("order_not_payable", {
+        detail: "A payment of this order is already in progress.",
+      }),
+    );
+  }
+  await insertPayment(tx, {
+    tenantId: execution.tenantId,
+    order,
+    paymentMethod: input.payment_method,
+    idempotencyRecordId: execution.recordId,
+  });
+  return { next: PAYMENT_CREATED };
+}
+
+/**
+ * Phases 2 and 3: ask the provider (outside any transaction), then record its answer and store
+ * the response in one transaction. A webhook may have recorded the outcome first; then the
+ * provider is not asked again and the stored response describes the payment as recorded.
+ */
+async function chargePayment(execution: Execution, deps: PaymentDeps): Promise<void> {
+  const payment = await findPaymentOfRecord(deps.db, execution.tenantId, execution.recordId);
+  if (!payment) throw new Error(`no payment for record ${execution.recordId}`);
+  let outcome: ChargeOutcome | undefined;
+  if (payment.status === "processing") {
+    outcome = await deps.provider.charge({
+      amount: payment.amount,
+      currency: payment.currency,
+      paymentMethod: payment.paymentMethod,
+      metadata: { tenant_id: payment.tenantId, order_id: payment.orderId, payment_id: payment.id },
+      idempotencyKey: `${execution.recordId}:charge`,
+    });
+    if (outcome.kind === "unknown") throw providerUnavailable(outcome.reason);
+  }
+  await execution.phase(async (tx) => {
+    const locked = await findPayment(tx, payment.tenantId, payment.id, { forUpdate: true });
+    if (!locked) throw new Error(`payment ${payment.id} vanished`);
+    const recorded = await recordCharge(tx, locked, outcome);
+    return paymentStep(execution, recorded);
+  });
+}
+
+async function recordCharge(
+  tx: Transaction,
+  payment: Payment,
+  outcome: ChargeOutcome | undefined,
+): Promise<Payment> {
+  switch (outcome?.kind) {
+    case undefined:
+    case "unknown":
+      return payment;
+    case "succeeded":
+      return markPaymentSucceeded(tx, payment, outcome.intentId);
+    case "declined":
+      return markPaymentFailed(tx, payment, outcome);
+    case "invalid":
+      return markPaymentFailed(tx, payment, {
+        intentId: null,
+        code: INVALID_PAYMENT_METHOD,
+        message: outcome.message,
+      });
+  }
+}
+
+/** The final response for a payment in its recorded state. */
+function paymentStep(execution: Execution, payment: Payment): PhaseStep {
+  switch (payment.status) {
+    case "succeeded":
+      return {
+        response: {
+          status: 201,
+          body: paymentJson(payment),
+          headers: { location: `/v1/payments/${payment.id}` },
+        },
+      };
+    case "failed": {
+      const invalidMethod = payment.failureCode === INVALID_PAYMENT_METHOD;
+      return execution.problem(
+        new ApiError(invalidMethod ? "payment_method_invalid" : "payment_declined", {
+          detail: payment.failureMessage ?? undefined,
+          extensions: {
+            payment_id: payment.id,
+            ...(invalidMethod ? {} : { decline_code: payment.failureCode ?? "declined" }),
+          },
+        }),
+      );
+    }
+    case "processing":
+      throw providerUnavailable("the payment is still processing at the provider");
+  }
+}
+
+export function providerUnavailable(reason: string): ApiError {
+  return new ApiError("provider_unavailable", {
+    headers: { "Retry-After": String(PROVIDER_RETRY_AFTER_SECONDS) },
+    detail: `The payment provider's answer is not known yet (${reason}). Retry with the same Idempotency-Key; nothing is charged twice.`,
+  });
+}
