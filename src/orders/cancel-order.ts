@@ -9,6 +9,7 @@ import {
   WRITE_ERRORS,
 } from "../http/openapi.js";
 import type { Router } from "../http/router.js";
+import { hasLivePayment } from "../payments/payments.queries.js";
 import { findOrder, updateOrderStatus } from "./orders.queries.js";
 import { OrderParamsSchema, OrderSchema, orderJson } from "./orders.schema.js";
 
@@ -19,7 +20,7 @@ export const cancelOrderRoute = createRoute({
   tags: ["Orders"],
   summary: "Cancel an order",
   description:
-    "Cancels a `pending` order. Takes no body. Any other status answers 409 " +
+    "Cancels a `pending` order with no payment in progress. Takes no body. Otherwise 409 " +
     "`order_not_cancellable`, and that answer is stored under the key like a success.",
   request: {
     params: OrderParamsSchema,
@@ -45,6 +46,13 @@ export function registerCancelOrder(router: Router, idempotent: MiddlewareHandle
     if (found.order.status !== "pending") {
       throw new ApiError("order_not_cancellable", {
         detail: `Only a pending order can be cancelled; this one is ${found.order.status}.`,
+      });
+    }
+    // The order row lock serialises this with a payment's first phase, so no payment can
+    // start after this check; one already processing may still take the money.
+    if (await hasLivePayment(c.var.tx, tenantId, found.order.id)) {
+      throw new ApiError("order_not_cancellable", {
+        detail: "A payment of this order is in progress; wait for its outcome.",
       });
     }
     const order = await updateOrderStatus(c.var.tx, tenantId, found.order.id, "cancelled");

@@ -141,23 +141,35 @@ export async function holdTenantRow(db: Database, tenantId: string) {
   const released = new Promise<void>((resolve) => {
     release = resolve;
   });
-  let locked: () => void = () => {};
-  const isLocked = new Promise<void>((resolve) => {
+  let locked: (pid: number) => void = () => {};
+  const holder = new Promise<number>((resolve) => {
     locked = resolve;
   });
   const done = db.transaction(async (tx) => {
-    await tx.execute(sql`SELECT 1 FROM tenants WHERE id = ${tenantId} FOR UPDATE`);
-    locked();
+    const [row] = await tx.execute<{ pid: number }>(sql`
+      SELECT pg_backend_pid() AS pid FROM tenants WHERE id = ${tenantId} FOR UPDATE`);
+    locked(row?.pid ?? 0);
     await released;
   });
-  await isLocked;
+  const holderPid = await holder;
   return {
     release: async () => {
       release();
       await done;
     },
-    /** Resolves once `n` server transactions wait on a lock in this database. */
-    blocked: (n: number) => waitForLockWaits(db, n, "idempotent-payments"),
+    /** Resolves once `n` transactions wait for this lock. */
+    async blocked(n: number, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const [row] = await db.execute<{ n: number }>(sql`
+          SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE ${holderPid}::int = ANY(pg_blocking_pids(pid))`);
+        if ((row?.n ?? 0) >= n) return;
+        if (Date.now() > deadline)
+          throw new Error(`expected ${n} transactions to wait for the lock`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
   };
 }
 
