@@ -143,7 +143,9 @@ describe("POST /v1/webhooks/stripe", () => {
     expect(res.status).toBe(201);
     const payment = await res.json();
     expect(payment.status).toBe("succeeded");
-    expect(payment.provider_reference).toBe((applied[0]?.data.object as { id?: string } | undefined)?.id);
+    expect(payment.provider_reference).toBe(
+      (applied[0]?.data.object as { id?: string } | undefined)?.id,
+    );
     expect(await world.sim.control.charges({ metadata: { order_id: orderId } })).toHaveLength(1);
     expect(await eventsApplied("payment_intent.succeeded")).toHaveLength(1);
   });
