@@ -157,6 +157,8 @@ async function sendRefund(execution: Execution, deps: PaymentDeps): Promise<void
     if (outcome.kind === "unknown") throw providerUnavailable(outcome.reason);
   }
   await execution.phase(async (tx) => {
+    // Lock order, as everywhere refunds are recorded: payment, then refund, then order.
+    await findPayment(tx, refund.tenantId, refund.paymentId, { forUpdate: true });
     const locked = await findRefund(tx, refund.tenantId, refund.id, { forUpdate: true });
     if (!locked) throw new Error(`refund ${refund.id} vanished`);
     return refundStep(execution, await recordRefund(tx, locked, outcome));

@@ -44,15 +44,19 @@ export async function applyProviderEvent(db: Database, event: Stripe.Event): Pro
       });
     }
     case "charge.refunded": {
-      const ours = (event.data.object.refunds?.data ?? []).filter(
-        (refund) => refund.metadata?.tenant_id && refund.metadata.refund_id,
-      );
-      const tenantId = ours[0]?.metadata?.tenant_id;
-      if (!tenantId) return "ignored";
+      const first = event.data.object.refunds?.data.find((r) => r.metadata?.refund_id);
+      const tenantId = first?.metadata?.tenant_id;
+      const paymentId = first?.metadata?.payment_id;
+      if (!tenantId || !paymentId) return "ignored";
+      const ours = (event.data.object.refunds?.data ?? [])
+        .filter((r) => r.metadata?.tenant_id === tenantId && r.metadata.payment_id === paymentId)
+        .sort((a, b) => String(a.metadata?.refund_id).localeCompare(String(b.metadata?.refund_id)));
       return once(db, tenantId, event, async (tx) => {
+        // Lock order, as everywhere refunds are recorded: payment, then refunds by id, then order.
+        await findPayment(tx, tenantId, paymentId, { forUpdate: true });
         for (const providerRefund of ours) {
           const refundId = providerRefund.metadata?.refund_id;
-          if (providerRefund.metadata?.tenant_id !== tenantId || !refundId) continue;
+          if (!refundId) continue;
           const refund = await findRefund(tx, tenantId, refundId, { forUpdate: true });
           if (!refund) continue;
           if (providerRefund.status === "succeeded") {
