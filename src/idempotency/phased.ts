@@ -20,6 +20,7 @@ import {
   STARTED,
   type StoredResponse,
   storedResponseOf,
+  takeOverAbandonedRecord,
   takeOverRecord,
 } from "./store.js";
 
@@ -120,8 +121,9 @@ export class Execution {
   }
 
   /**
-   * Takes over an abandoned record for the completer: only if it still sits between phases
-   * with its lease run out for at least `graceMs`, checked under the key's lock.
+   * Takes over an abandoned record for the completer (see `takeOverAbandonedRecord`), under the
+   * key's lock without waiting: a key someone holds right now is not abandoned.
+   * @throws KeyLockTimeout when another transaction holds the key
    */
   static async takeOverAbandoned(
     db: Database,
@@ -131,13 +133,7 @@ export class Execution {
   ): Promise<Execution | undefined> {
     const claimed = await db.transaction(async (tx) => {
       await lockKey(tx, key, 0);
-      const record = await findRecord(tx, key);
-      if (!record || record.recoveryPoint === STARTED || record.recoveryPoint === FINISHED) {
-        return undefined;
-      }
-      const releasedAt = record.lockedUntil?.getTime() ?? 0;
-      if (record.leaseActive || Date.now() - releasedAt < graceMs) return undefined;
-      return takeOverRecord(tx, key, options.leaseMs);
+      return takeOverAbandonedRecord(tx, key, options.leaseMs, graceMs);
     });
     return claimed && new Execution(db, key, claimed, options);
   }

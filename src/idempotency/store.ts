@@ -235,6 +235,32 @@ export async function takeOverRecord(
   return one(rows, "take-over");
 }
 
+/**
+ * Takes over a record for the completer, only if it still sits between phases with its lease
+ * run out for at least `graceMs` by the database clock.
+ * @returns undefined when the record is no longer abandoned
+ */
+export async function takeOverAbandonedRecord(
+  executor: Executor,
+  ref: KeyRef,
+  leaseMs: number,
+  graceMs: number,
+): Promise<ClaimedRecord | undefined> {
+  const [row] = await executor
+    .update(idempotencyKeys)
+    .set({ attempt: sql`${idempotencyKeys.attempt} + 1`, lockedUntil: clockPlus(leaseMs) })
+    .where(and(whereKey(ref), abandoned(graceMs)))
+    .returning(claimedColumns);
+  return row;
+}
+
+/** Stopped between phases, lease run out at least `graceMs` ago. */
+function abandoned(graceMs: number): SQL {
+  // Literal recovery points, to match the partial index's predicate.
+  return sql`${sql.raw(`recovery_point NOT IN ('${STARTED}', '${FINISHED}')`)}
+    AND ${idempotencyKeys.lockedUntil} < clock_timestamp() - ${graceMs} * interval '1 millisecond'`;
+}
+
 /** Locks the record row for a phase and tells whether `attempt` still owns it. */
 export async function fenceRecord(tx: Transaction, ref: KeyRef, attempt: number): Promise<boolean> {
   const [row] = await tx
@@ -328,13 +354,7 @@ export async function findAbandonedRecords(
       path: idempotencyKeys.path,
     })
     .from(idempotencyKeys)
-    .where(
-      and(
-        // Literal, to match the partial index's predicate.
-        sql.raw(`recovery_point NOT IN ('${STARTED}', '${FINISHED}')`),
-        sql`${idempotencyKeys.lockedUntil} < clock_timestamp() - ${graceMs} * interval '1 millisecond'`,
-      ),
-    )
+    .where(abandoned(graceMs))
     .orderBy(idempotencyKeys.lockedUntil)
     .limit(limit);
 }
