@@ -160,3 +160,69 @@ describe("refunding a payment", () => {
     expect(await get(`/v1/payments/${paymentId}`)).toMatchObject({ amount_refunded: 900 });
   });
 });
+
+describe("the decision table for refunds", () => {
+  it("stores nothing for a missing key, a malformed key or a schema error; the fixed retry runs", async () => {
+    const { paymentId, intentId } = await paidPayment();
+    const body = { payment_id: paymentId, amount: 300 };
+    const missing = await me.api.post("/v1/refunds", body, { key: null });
+    expect(await missing.json()).toEqual(expectedProblem("idempotency_key_missing"));
+    const malformed = await me.api.post("/v1/refunds", body, { key: "not valid!" });
+    expect(await malformed.json()).toEqual(expectedProblem("idempotency_key_invalid"));
+    const key = newKey();
+    const invalid = await me.api.post("/v1/refunds", { payment_id: paymentId, amount: 0 }, { key });
+    expect(invalid.status).toBe(400);
+    expect((await invalid.json()).code).toBe("validation_failed");
+    expect(await paymentRows(db, me.tenant.id)).toMatchObject({ refunds: 0, keys: 2 });
+    const fixed = await me.api.post("/v1/refunds", body, { key });
+    expect(fixed.status).toBe(201);
+    expect(fixed.headers.get("idempotent-replayed")).toBe("false");
+    expect(await providerRefunded(intentId)).toBe(300);
+  });
+
+  it("answers 422 for the same key with another amount, and stores a 409 outcome for replay", async () => {
+    const { paymentId, intentId } = await paidPayment();
+    const key = newKey();
+    await me.api.post("/v1/refunds", { payment_id: paymentId, amount: 300 }, { key });
+    const reused = await me.api.post(
+      "/v1/refunds",
+      { payment_id: paymentId, amount: 301 },
+      { key },
+    );
+    expect(reused.status).toBe(422);
+    expect(await reused.json()).toEqual(expectedProblem("idempotency_key_reused"));
+
+    const tooMuch = newKey();
+    const body = { payment_id: paymentId, amount: ORDER_TOTAL };
+    const first = await me.api.post("/v1/refunds", body, { key: tooMuch });
+    expect(first.status).toBe(409);
+    const replay = await me.api.post("/v1/refunds", body, { key: tooMuch });
+    expect(replay.status).toBe(409);
+    expect(replay.headers.get("idempotent-replayed")).toBe("true");
+    expect(await replay.text()).toBe(await first.text());
+    expect(await providerRefunded(intentId)).toBe(300);
+  });
+
+  it("treats an expired key as new: the refund runs again", async () => {
+    const shortLived = await startPaymentsWorld(db, { config: { IDEMPOTENCY_TTL_MS: 1000 } });
+    try {
+      const them = await shortLived.tenant("ttl");
+      const orderId = (await (await them.api.post("/v1/orders", PAYABLE_ORDER)).json()).id;
+      const payment = await (
+        await them.api.post("/v1/payments", { order_id: orderId, payment_method: "pm_card_visa" })
+      ).json();
+      const key = newKey();
+      const body = { payment_id: payment.id, amount: 400 };
+      const first = await (await them.api.post("/v1/refunds", body, { key })).json();
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      const again = await them.api.post("/v1/refunds", body, { key });
+      expect(again.status).toBe(201);
+      expect(again.headers.get("idempotent-replayed")).toBe("false");
+      expect((await again.json()).id).not.toBe(first.id);
+      expect(await refundedTotal(db, them.tenant.id, payment.id)).toBe(800);
+      expect(await paymentRows(db, them.tenant.id)).toMatchObject({ refunds: 2 });
+    } finally {
+      await shortLived.close();
+    }
+  });
+});
