@@ -4,10 +4,9 @@ import type { Database } from "../src/db/client.js";
 import { idempotencyKeys } from "../src/db/schema.js";
 import { requestFingerprint } from "../src/idempotency/fingerprint.js";
 import {
+  claimKey,
   FINISHED,
-  findRecord,
   type KeyedRequest,
-  lockKey,
   STARTED,
   type StoredResponse,
   saveFinishedRecord,
@@ -68,8 +67,7 @@ export const bareOrder: OrderTransaction = async (w) => {
 export const advisoryLockClaim: OrderTransaction = async (w) => {
   const request = freshRequest(w);
   await w.db.transaction(async (tx) => {
-    await lockKey(tx, request, w.waitMs);
-    const record = await findRecord(tx, request);
+    const { record } = await claimKey(tx, request, w.waitMs);
     if (record && !record.expired) throw new Error(`fresh key ${request.key} already has a record`);
     const response = createdResponse(await insertOrder(tx, w.tenantId, w.input));
     await saveFinishedRecord(tx, request, response, w.ttlMs);

@@ -31,10 +31,43 @@ export function openDatabase(url: string, options: DatabaseOptions = {}): Databa
     onnotice: () => {},
     connection: { application_name: options.applicationName ?? "idempotent-payments" },
   });
-  const db = drizzle(client, { schema });
+  const db = drizzle(preparedStatements(client), { schema });
   return {
     db,
     client,
     close: () => client.end({ timeout: 5 }),
   };
+}
+
+/**
+ * drizzle's postgres.js driver sends every query it did not name with `prepare: false`, and
+ * postgres.js then needs two round trips per statement (parse and describe, then bind and
+ * execute) and PostgreSQL plans it anew each time. Re-enabling postgres.js's own prepared
+ * statements (cached per connection by query text, its default) makes every repeated statement
+ * one round trip; the write path runs the same handful of statements all day. Not for a
+ * transaction-mode pooler such as PgBouncer before 1.21, which cannot keep prepared statements.
+ */
+function preparedStatements<T extends postgres.Sql | postgres.TransactionSql>(sql: T): T {
+  return new Proxy(sql, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver);
+      if (property === "unsafe") {
+        return (query: string, params?: unknown[], options?: { prepare?: boolean }) =>
+          target.unsafe(query, params as postgres.ParameterOrJSON<never>[], {
+            ...options,
+            prepare: true,
+          });
+      }
+      if (property === "begin" || property === "savepoint") {
+        return (...args: unknown[]) => {
+          const callback = args.pop() as (tx: postgres.TransactionSql) => unknown;
+          return (value as (...a: unknown[]) => unknown).apply(target, [
+            ...args,
+            (tx: postgres.TransactionSql) => callback(preparedStatements(tx)),
+          ]);
+        };
+      }
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
 }

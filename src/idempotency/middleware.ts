@@ -4,10 +4,9 @@ import { ApiError } from "../http/errors.js";
 import type { Execution } from "./phased.js";
 import { keyedRequest, sendStored } from "./request.js";
 import {
+  claimKey,
   type FoundRecord,
-  findRecord,
   KeyLockTimeout,
-  lockKey,
   type StoredResponse,
   saveFinishedRecord,
   storedResponseOf,
@@ -121,8 +120,7 @@ export function idempotency<E extends Env & { Variables: IdempotencyVariables }>
     /** Locks the key, looks it up, and runs `work` only when no live record answers for it. */
     const claim = (work: (tx: Transaction) => Promise<StoredResponse>) =>
       options.db.transaction(async (tx): Promise<Claim> => {
-        const waitedMs = await lockKey(tx, request, waitMs);
-        const record = await findRecord(tx, request);
+        const { record, waitedMs } = await claimKey(tx, request, waitMs);
         if (record && !record.expired) return { kind: "existing", record, waitedMs };
         const response = await work(tx);
         await saveFinishedRecord(tx, request, response, ttlMs);

@@ -8,14 +8,13 @@ import { keyedRequest, sendStored } from "./request.js";
 import {
   advanceRecord,
   type ClaimedRecord,
+  claimKey,
   claimRecord,
   FINISHED,
   fenceRecord,
-  findRecord,
   finishRecord,
   KeyLockTimeout,
   type KeyRef,
-  lockKey,
   releaseRecord,
   STARTED,
   type StoredResponse,
@@ -132,7 +131,7 @@ export class Execution {
     options: ExecutionOptions,
   ): Promise<Execution | undefined> {
     const claimed = await db.transaction(async (tx) => {
-      await lockKey(tx, key, 0);
+      await claimKey(tx, key, 0);
       return takeOverAbandonedRecord(tx, key, options.leaseMs, graceMs);
     });
     return claimed && new Execution(db, key, claimed, options);
@@ -211,8 +210,7 @@ export function phasedIdempotency<E extends Env & { Variables: IdempotencyVariab
     for (;;) {
       try {
         lookup = await db.transaction(async (tx): Promise<Lookup> => {
-          await lockKey(tx, request, waitMs);
-          const record = await findRecord(tx, request);
+          const { record } = await claimKey(tx, request, waitMs);
           const restartable =
             record?.expired &&
             !record.leaseActive &&

@@ -51,19 +51,30 @@ export function pgErrorCode(error: unknown): string | undefined {
 }
 
 /**
- * Takes the transaction-scoped advisory lock of a key: the claim that makes concurrent requests
- * with one key run one at a time. Tries without waiting first, so the common case is one
- * statement; otherwise waits at most `waitMs` (PostgreSQL's `lock_timeout`, set for the wait
- * only, so the business writes after it keep the session's setting).
+ * Claims a key for the rest of the transaction and looks its record up: the first statements
+ * of every idempotent transaction. The claim is the key's transaction-scoped advisory lock,
+ * which makes concurrent requests with one key run one at a time.
  *
- * @returns how long it waited, in milliseconds (0 when the key was free)
+ * The common case costs one round trip: a non-blocking `pg_try_advisory_xact_lock` and the
+ * lookup are pipelined (two statements, so the lookup's snapshot is taken after the lock is
+ * held). When another transaction holds the key, it waits at most `waitMs` (PostgreSQL's
+ * `lock_timeout`, set for that wait only, so the business writes after it keep the session's
+ * setting) and looks again once the holder committed or rolled back.
+ *
  * @throws KeyLockTimeout when another transaction still holds the key after `waitMs`
  */
-export async function lockKey(tx: Transaction, ref: KeyRef, waitMs: number): Promise<number> {
-  const [row] = await tx.execute<{ locked: boolean }>(
-    sql`SELECT pg_try_advisory_xact_lock(${keyLockId(ref)}) AS locked`,
-  );
-  if (row?.locked) return 0;
+export async function claimKey(
+  tx: Transaction,
+  ref: KeyRef,
+  waitMs: number,
+): Promise<{ record: FoundRecord | undefined; waitedMs: number }> {
+  const [[lock], record] = await Promise.all([
+    tx.execute<{ locked: boolean }>(
+      sql`SELECT pg_try_advisory_xact_lock(${keyLockId(ref)}) AS locked`,
+    ),
+    findRecord(tx, ref),
+  ]);
+  if (lock?.locked) return { record, waitedMs: 0 };
   if (waitMs <= 0) throw new KeyLockTimeout();
   const started = performance.now();
   await tx.execute(sql`SELECT set_config('lock_timeout', ${`${Math.ceil(waitMs)}ms`}, true)`);
@@ -74,7 +85,7 @@ export async function lockKey(tx: Transaction, ref: KeyRef, waitMs: number): Pro
     throw error;
   }
   await tx.execute(sql`SET LOCAL lock_timeout TO DEFAULT`);
-  return performance.now() - started;
+  return { record: await findRecord(tx, ref), waitedMs: performance.now() - started };
 }
 
 export type FoundRecord = IdempotencyRecord & {
