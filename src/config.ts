@@ -25,6 +25,9 @@ export const ConfigSchema = z.object({
 
 export type Config = z.infer<typeof ConfigSchema>;
 
+/** Every setting at its default, for texts that state them (the OpenAPI document). */
+export const CONFIG_DEFAULTS: Config = ConfigSchema.parse({});
+
 /** A configuration value that failed validation; its message names every bad variable. */
 export class ConfigError extends Error {
   override name = "ConfigError";
