@@ -1,5 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { createRoute, z } from "@hono/zod-openapi";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import {
@@ -8,6 +9,14 @@ import {
   renderOpenApiFiles,
 } from "../scripts/openapi-files.js";
 import { ERROR_CODES, type ErrorCode } from "../src/http/errors.js";
+import {
+  IdempotencyKeyHeaderSchema,
+  IdempotencyKeyHeaders,
+  problemResponses,
+  WRITE_ERRORS,
+} from "../src/http/openapi.js";
+import { documentApi, openApiDocument } from "../src/http/openapi-document.js";
+import { createRouter } from "../src/http/router.js";
 import { IDEMPOTENCY_KEY_HEADER_PATTERN } from "../src/idempotency/key.js";
 import { apiClient, testApp, useDatabase } from "./helpers/harness.js";
 import { OpenApiMismatchError, OpenApiValidator } from "./helpers/openapi-validator.js";
@@ -173,6 +182,43 @@ describe("openapi.yaml", () => {
       IDEMPOTENCY_KEY_HEADER_PATTERN.source,
     );
     expect(parameter.description).toContain("kept for 24 hours");
+  });
+});
+
+describe("openApiDocument", () => {
+  function routerWith(route: { tags: string[]; headers: z.ZodObject }) {
+    const router = createRouter();
+    const config = createRoute({
+      method: "post",
+      path: "/v1/things",
+      operationId: "createThing",
+      summary: "Create a thing",
+      tags: route.tags,
+      request: { headers: route.headers },
+      responses: { 204: { description: "Done." }, ...problemResponses(WRITE_ERRORS) },
+    });
+    router.openapi(config, (c) => c.body(null, 204));
+    documentApi(router);
+    return router;
+  }
+
+  it("makes one Idempotency-Key parameter however a route spells the header", () => {
+    const lower = routerWith({
+      tags: ["Orders"],
+      headers: z.object({ "idempotency-key": IdempotencyKeyHeaderSchema }),
+    });
+    const generated = openApiDocument(lower);
+    expect(generated.paths?.["/v1/things"]?.post?.parameters).toEqual([
+      { $ref: "#/components/parameters/IdempotencyKey" },
+    ]);
+    expect(generated.components?.parameters).toEqual(document.components.parameters);
+  });
+
+  it("refuses a tag without a description", () => {
+    const untagged = routerWith({ tags: ["Things"], headers: IdempotencyKeyHeaders });
+    expect(() => openApiDocument(untagged)).toThrow(
+      'POST /v1/things has the tag "Things", which has no description',
+    );
   });
 });
 

@@ -132,6 +132,7 @@ export function openApiDocument(app: Router): OpenApiDocument {
     a.localeCompare(b),
   );
   const usedTags = new Set<string>();
+  const parameters: GeneratedObjects = {};
   for (const [path, item] of Object.entries(paths)) {
     paths[path] = sortedBy(item, (a, b) => METHOD_ORDER.indexOf(a) - METHOD_ORDER.indexOf(b));
     for (const [method, operation] of Object.entries(paths[path])) {
@@ -143,6 +144,21 @@ export function openApiDocument(app: Router): OpenApiDocument {
           );
         }
         usedTags.add(tag);
+      }
+      if (Array.isArray(operation.parameters)) {
+        operation.parameters = operation.parameters.map((parameter: Record<string, unknown>) => {
+          if (!isIdempotencyKey(parameter)) return parameter;
+          const { name: _name, in: location, required, description, schema, ...rest } = parameter;
+          parameters.IdempotencyKey = {
+            name: IDEMPOTENCY_KEY_HEADER,
+            in: location,
+            required,
+            description,
+            schema,
+            ...rest,
+          };
+          return { $ref: "#/components/parameters/IdempotencyKey" };
+        });
       }
       const responses = operation.responses as GeneratedObjects;
       for (const [status, { description, headers, content, ...rest }] of Object.entries(
@@ -158,7 +174,7 @@ export function openApiDocument(app: Router): OpenApiDocument {
     }
   }
   const components = Object.fromEntries(
-    Object.entries((generated.components ?? {}) as GeneratedObjects)
+    Object.entries({ ...generated.components, parameters } as GeneratedObjects)
       .filter(([, group]) => Object.keys(group).length > 0)
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([kind, group]) => [kind, sortedBy(group, (a, b) => a.localeCompare(b))]),
@@ -237,6 +253,19 @@ export function documentApi(app: Router): void {
   app.get(
     API_REFERENCE_PATH,
     Scalar<AppEnv>({ url: OPENAPI_DOCUMENT_PATH, pageTitle: DOCUMENT_CONFIG.info.title }),
+  );
+}
+
+const IDEMPOTENCY_KEY_HEADER = "Idempotency-Key";
+
+/**
+ * The Idempotency-Key header parameter, however the route's header object spells it (header
+ * names are case-insensitive, and so is the validator): every operation refers to one component.
+ */
+function isIdempotencyKey(parameter: Record<string, unknown>): boolean {
+  return (
+    parameter.in === "header" &&
+    String(parameter.name).toLowerCase() === IDEMPOTENCY_KEY_HEADER.toLowerCase()
   );
 }
 

@@ -56,17 +56,18 @@ export const ProblemSchema = z
   });
 
 /**
- * The `Idempotency-Key` request header, a reusable parameter of every idempotent write. The
- * idempotency middleware checks it before the handler runs (missing: 400
- * `idempotency_key_missing`, malformed: 400 `idempotency_key_invalid`); this schema documents
- * the same rule, so it is optional here and marked required in the document.
+ * The `Idempotency-Key` request header of every idempotent write. The idempotency middleware
+ * checks it before the handler runs (missing: 400 `idempotency_key_missing`, malformed: 400
+ * `idempotency_key_invalid`); this schema documents the same rule, so it is optional here and
+ * marked required in the document. Route header objects may spell the key in any case; the
+ * document makes it one reusable parameter, `components/parameters/IdempotencyKey`.
  */
 export const IdempotencyKeyHeaderSchema = z
   .string()
   .regex(IDEMPOTENCY_KEY_HEADER_PATTERN)
   .optional()
   .openapi("IdempotencyKey", {
-    param: { name: "Idempotency-Key", in: "header", required: true },
+    param: { in: "header", required: true },
     description:
       "Makes the request safe to retry. 16-255 characters of `A-Z a-z 0-9 - _ . : ~ + / =` " +
       "(a UUID works), sent bare (as Stripe does) or as a quoted Structured Field string (as the " +
@@ -126,9 +127,8 @@ export function headerRef(name: HeaderComponent): { $ref: string } {
   return { $ref: `#/components/headers/${name}` };
 }
 
-/** Registers the shared parameter and headers on the app's registry; routes `$ref` them. */
+/** Registers the shared response headers on the app's registry; routes `$ref` them. */
 export function registerSharedComponents(registry: Router["openAPIRegistry"]): void {
-  registry.registerParameter("IdempotencyKey", IdempotencyKeyHeaderSchema);
   for (const [name, header] of Object.entries(HEADER_COMPONENTS)) {
     registry.registerComponent("headers", name, header);
   }
