@@ -28,9 +28,12 @@ export async function renderOpenApiFiles(): Promise<Record<string, string>> {
   const { db, close } = openDatabase("postgres://openapi@127.0.0.1:9/never-connected");
   try {
     const app = createApp({ db, config: CONFIG_DEFAULTS, logger: createLogger("silent") });
+    // YAML 1.1 quoting: strings such as dates and `yes` stay strings for 1.1 parsers too (js-yaml,
+    // PyYAML), and the text still reads the same as YAML 1.2.
     const yaml =
       YAML_HEADER +
       stringify(openApiDocument(app), {
+        schema: "yaml-1.1",
         aliasDuplicateObjects: false,
         blockQuote: "literal",
         lineWidth: 0,

@@ -7,7 +7,8 @@ import type { Router } from "./router.js";
 
 type OpenApiDocument = ReturnType<Router["getOpenAPI31Document"]>;
 type DocumentConfig = Parameters<Router["getOpenAPI31Document"]>[0];
-type GeneratedObjects = Record<string, Record<string, unknown>>;
+type GeneratedObject = Record<string, unknown>;
+type GeneratedObjects = Record<string, GeneratedObject>;
 
 export const OPENAPI_DOCUMENT_PATH = "/openapi.json";
 export const API_REFERENCE_PATH = "/docs";
@@ -146,17 +147,10 @@ export function openApiDocument(app: Router): OpenApiDocument {
         usedTags.add(tag);
       }
       if (Array.isArray(operation.parameters)) {
-        operation.parameters = operation.parameters.map((parameter: Record<string, unknown>) => {
+        operation.parameters = operation.parameters.map((generatedParameter: GeneratedObject) => {
+          const parameter = nameFirst(generatedParameter);
           if (!isIdempotencyKey(parameter)) return parameter;
-          const { name: _name, in: location, required, description, schema, ...rest } = parameter;
-          parameters.IdempotencyKey = {
-            name: IDEMPOTENCY_KEY_HEADER,
-            in: location,
-            required,
-            description,
-            schema,
-            ...rest,
-          };
+          parameters.IdempotencyKey = { ...parameter, name: IDEMPOTENCY_KEY_HEADER };
           return { $ref: "#/components/parameters/IdempotencyKey" };
         });
       }
@@ -262,11 +256,18 @@ const IDEMPOTENCY_KEY_HEADER = "Idempotency-Key";
  * The Idempotency-Key header parameter, however the route's header object spells it (header
  * names are case-insensitive, and so is the validator): every operation refers to one component.
  */
-function isIdempotencyKey(parameter: Record<string, unknown>): boolean {
+function isIdempotencyKey(parameter: GeneratedObject): boolean {
   return (
     parameter.in === "header" &&
     String(parameter.name).toLowerCase() === IDEMPOTENCY_KEY_HEADER.toLowerCase()
   );
+}
+
+/** A parameter as a reader scans it: name, location, required, description, then the rest. */
+function nameFirst(parameter: GeneratedObject): GeneratedObject {
+  if ("$ref" in parameter) return parameter;
+  const { name, in: location, required, description, ...rest } = parameter;
+  return { name, in: location, required, ...(description ? { description } : {}), ...rest };
 }
 
 /** Media types with `schema` ahead of the examples, as a reader looks for it. */
