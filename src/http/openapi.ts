@@ -96,7 +96,8 @@ const HEADER_COMPONENTS = {
   },
   RetryAfter: {
     description:
-      "With `idempotency_key_in_progress`: seconds to wait before retrying with the same key.",
+      "Seconds to wait before retrying with the same `Idempotency-Key`: sent with " +
+      "`idempotency_key_in_progress`, and with a 503 when the server knows when to retry.",
     schema: { type: "integer", minimum: 0 },
     example: 1,
   },
@@ -177,7 +178,8 @@ export function problemResponses(codes: readonly ErrorCode[]): Record<number, Re
   for (const [status, statusCodes] of byStatus) {
     const headers: HeadersObject = {};
     if (status === 401) headers["WWW-Authenticate"] = headerRef("WwwAuthenticate");
-    if (statusCodes.includes("idempotency_key_in_progress")) {
+    // A 503 may say when to come back (RFC 9110, section 10.2.3), as the in-progress 409 does.
+    if (status === 503 || statusCodes.includes("idempotency_key_in_progress")) {
       headers["Retry-After"] = headerRef("RetryAfter");
     }
     if (idempotent && statusCodes.some((code) => isStoredOutcome(code))) {

@@ -397,7 +397,7 @@ export interface components {
          */
         RequestId: string;
         /**
-         * @description With `idempotency_key_in_progress`: seconds to wait before retrying with the same key.
+         * @description Seconds to wait before retrying with the same `Idempotency-Key`: sent with `idempotency_key_in_progress`, and with a 503 when the server knows when to retry.
          * @example 1
          */
         RetryAfter: number;
@@ -511,6 +511,7 @@ export interface operations {
             /** @description - `service_unavailable` (Service unavailable): A dependency is unavailable. Nothing was saved; retry it. */
             503: {
                 headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
                     "X-Request-Id": components["headers"]["RequestId"];
                     [name: string]: unknown;
                 };

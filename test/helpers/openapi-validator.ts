@@ -201,9 +201,14 @@ export class OpenApiValidator {
     if (!validate(body)) {
       throw new OpenApiMismatchError(
         `${context}: the body does not match ${pointer}:\n  ` +
-          (validate.errors ?? [])
-            .map((error) => `${error.instancePath || "(body)"} ${error.message}`)
-            .join("\n  ") +
+          [
+            ...new Set(
+              (validate.errors ?? []).map(
+                (error) =>
+                  `${error.instancePath || "(body)"} ${error.message} ${JSON.stringify(error.params)}`,
+              ),
+            ),
+          ].join("\n  ") +
           `\nbody: ${text.slice(0, 2000)}`,
       );
     }
