@@ -129,23 +129,14 @@ export function openApiDocument(app: Router): OpenApiDocument {
   const cached = documents.get(app);
   if (cached) return cached;
   const generated = app.getOpenAPI31Document(structuredClone(DOCUMENT_CONFIG));
-  const paths = sortedBy((generated.paths ?? {}) as Record<string, GeneratedObjects>, (a, b) =>
-    a.localeCompare(b),
-  );
+  const paths = sortedBy((generated.paths ?? {}) as Record<string, GeneratedObjects>, byCodePoint);
   const usedTags = new Set<string>();
   const parameters: GeneratedObjects = {};
   for (const [path, item] of Object.entries(paths)) {
     paths[path] = sortedBy(item, (a, b) => METHOD_ORDER.indexOf(a) - METHOD_ORDER.indexOf(b));
     for (const [method, operation] of Object.entries(paths[path])) {
-      for (const tag of (operation.tags as string[] | undefined) ?? []) {
-        if (!TAGS.some((known) => known.name === tag)) {
-          throw new Error(
-            `${method.toUpperCase()} ${path} has the tag "${tag}", which has no description: ` +
-              "add it to TAGS in src/http/openapi-document.ts",
-          );
-        }
-        usedTags.add(tag);
-      }
+      const name = `${method.toUpperCase()} ${path}`;
+      for (const tag of checkedTags(name, operation)) usedTags.add(tag);
       if (Array.isArray(operation.parameters)) {
         operation.parameters = operation.parameters.map((generatedParameter: GeneratedObject) => {
           const parameter = nameFirst(generatedParameter);
@@ -155,23 +146,16 @@ export function openApiDocument(app: Router): OpenApiDocument {
         });
       }
       const responses = operation.responses as GeneratedObjects;
-      for (const [status, { description, headers, content, ...rest }] of Object.entries(
-        responses,
-      )) {
-        responses[status] = {
-          description,
-          headers: { ...(headers as object), "X-Request-Id": headerRef("RequestId") },
-          ...(content ? { content: schemaFirst(content as GeneratedObjects) } : {}),
-          ...rest,
-        };
+      for (const [status, response] of Object.entries(responses)) {
+        responses[status] = withRequestId(response);
       }
     }
   }
   const components = Object.fromEntries(
     Object.entries({ ...generated.components, parameters } as GeneratedObjects)
       .filter(([, group]) => Object.keys(group).length > 0)
-      .sort(([a], [b]) => a.localeCompare(b))
-      .map(([kind, group]) => [kind, sortedBy(group, (a, b) => a.localeCompare(b))]),
+      .sort(([a], [b]) => byCodePoint(a, b))
+      .map(([kind, group]) => [kind, sortedBy(group, byCodePoint)]),
   );
   const document: OpenApiDocument = {
     openapi: generated.openapi,
@@ -184,6 +168,30 @@ export function openApiDocument(app: Router): OpenApiDocument {
   };
   documents.set(app, document);
   return document;
+}
+
+/** An operation's tags, each of which must have a description in TAGS. */
+function checkedTags(name: string, operation: GeneratedObject): string[] {
+  const tags = (operation.tags as string[] | undefined) ?? [];
+  for (const tag of tags) {
+    if (!TAGS.some((known) => known.name === tag)) {
+      throw new Error(
+        `${name} has the tag "${tag}", which has no description: add it to TAGS in ` +
+          "src/http/openapi-document.ts",
+      );
+    }
+  }
+  return tags;
+}
+
+/** A response with the `X-Request-Id` every response carries, in reading order. */
+function withRequestId({ description, headers, content, ...rest }: GeneratedObject) {
+  return {
+    description,
+    headers: { ...(headers as object), "X-Request-Id": headerRef("RequestId") },
+    ...(content ? { content: schemaFirst(content as GeneratedObjects) } : {}),
+    ...rest,
+  };
 }
 
 const OpenApiDocumentSchema = z
@@ -279,4 +287,9 @@ function schemaFirst(content: GeneratedObjects): GeneratedObjects {
 
 function sortedBy<T>(object: Record<string, T>, compare: (a: string, b: string) => number) {
   return Object.fromEntries(Object.entries(object).sort(([a], [b]) => compare(a, b)));
+}
+
+/** Code point order: the same on every machine, whatever its locale. */
+function byCodePoint(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
