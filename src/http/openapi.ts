@@ -135,6 +135,7 @@ export function registerSharedComponents(registry: Router["openAPIRegistry"]): v
   }
 }
 
+/** The replay marker of every response an idempotent write stores. */
 export const IdempotentReplayedHeader: HeadersObject = {
   "Idempotent-Replayed": headerRef("IdempotentReplayed"),
 };
@@ -146,7 +147,7 @@ export const CreatedHeaders: HeadersObject = {
 };
 
 /** The problem body an error code produces, as the document's examples show it. */
-export function problemExample(code: ErrorCode): Problem {
+function problemExample(code: ErrorCode): Problem {
   return {
     type: `${PROBLEM_TYPE_BASE}${code}`,
     title: ERRORS[code].title,
