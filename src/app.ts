@@ -1,14 +1,16 @@
-import { sql } from "drizzle-orm";
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { requestId } from "hono/request-id";
 import type { Config } from "./config.js";
 import type { Database } from "./db/client.js";
+import { registerCheckLiveness } from "./health/check-liveness.js";
+import { registerCheckReadiness } from "./health/check-readiness.js";
 import { bearerTenantAuth } from "./http/auth.js";
 import type { AppEnv } from "./http/env.js";
 import { ApiError } from "./http/errors.js";
 import { isJsonMediaType } from "./http/media-type.js";
-import { createErrorHandler, notFound, problemResponse } from "./http/problem.js";
+import { documentApi } from "./http/openapi-document.js";
+import { createErrorHandler, notFound } from "./http/problem.js";
 import { requestLog } from "./http/request-log.js";
 import { createRouter } from "./http/router.js";
 import { type IdempotencyEvent, idempotency } from "./idempotency/middleware.js";
@@ -26,7 +28,6 @@ import { registerGetRefund } from "./refunds/get-refund.js";
 import { registerReceiveStripeWebhook } from "./webhooks/receive-stripe-webhook.js";
 
 export const MAX_BODY_BYTES = 1024 * 1024;
-const READINESS_TIMEOUT_MS = 2000;
 
 export interface AppDeps {
   db: Database;
@@ -59,22 +60,8 @@ export function createApp(deps: AppDeps) {
     await next();
   });
 
-  app.get("/healthz", (c) => c.json({ status: "ok" }));
-  app.get("/readyz", async (c) => {
-    if (deps.isShuttingDown?.()) {
-      return problemResponse(c, new ApiError("service_unavailable", { detail: "Shutting down." }));
-    }
-    try {
-      await withDeadline(db.execute(sql`SELECT 1`), READINESS_TIMEOUT_MS);
-      return c.json({ status: "ready" });
-    } catch (error) {
-      logger.warn({ err: error }, "readiness check failed");
-      return problemResponse(
-        c,
-        new ApiError("service_unavailable", { detail: "The database is unreachable." }),
-      );
-    }
-  });
+  registerCheckLiveness(app);
+  registerCheckReadiness(app, { db, logger, isShuttingDown: deps.isShuttingDown });
 
   app.use(
     "/v1/*",
@@ -116,16 +103,7 @@ export function createApp(deps: AppDeps) {
   registerReceiveStripeWebhook(routes, { ...paymentDeps, logger });
   app.route("/", routes);
 
-  app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
-    type: "http",
-    scheme: "bearer",
-    description: "Your API key: `Authorization: Bearer sk_...`.",
-  });
-  app.doc31("/openapi.json", {
-    openapi: "3.1.0",
-    info: { title: "Idempotent Payments API", version: "0.1.0" },
-    security: [{ bearerAuth: [] }],
-  });
+  documentApi(app);
   return app;
 }
 
@@ -144,17 +122,3 @@ const requireJsonBody: MiddlewareHandler<AppEnv> = async function requireJsonBod
   }
   await next();
 };
-
-async function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}

@@ -54,6 +54,9 @@ export function providerCallBudgetMs(
 
 export type Config = z.infer<typeof ConfigSchema>;
 
+/** Every setting at its default, for texts that state them (the OpenAPI document). */
+export const CONFIG_DEFAULTS: Config = ConfigSchema.parse({});
+
 /** A configuration value that failed validation; its message names every bad variable. */
 export class ConfigError extends Error {
   override name = "ConfigError";

@@ -52,7 +52,10 @@ describe("simultaneous duplicates", () => {
   it("50 identical requests with one key make one order and 50 identical answers", async () => {
     const { apiKey, tenant } = await createTestTenant(db, "burst");
     const answers = await burst([server(0).url], apiKey, newKey(), 50);
-    expect(answers.map((a) => a.status), serverErrors()).toEqual(Array(50).fill(201));
+    expect(
+      answers.map((a) => a.status),
+      serverErrors(),
+    ).toEqual(Array(50).fill(201));
     expect(new Set(answers.map((a) => a.body)).size).toBe(1);
     expect(answers.filter((a) => a.replayed === "false")).toHaveLength(1);
     expect(answers.filter((a) => a.replayed === "true")).toHaveLength(49);
@@ -63,7 +66,10 @@ describe("simultaneous duplicates", () => {
     const { apiKey, tenant } = await createTestTenant(db, "two-servers");
     for (let round = 0; round < 5; round++) {
       const answers = await burst([server(0).url, server(1).url], apiKey, newKey(), 20);
-      expect(answers.map((a) => a.status), serverErrors()).toEqual(Array(20).fill(201));
+      expect(
+        answers.map((a) => a.status),
+        serverErrors(),
+      ).toEqual(Array(20).fill(201));
       expect(new Set(answers.map((a) => a.body)).size).toBe(1);
       expect(answers.filter((a) => a.replayed === "false")).toHaveLength(1);
     }

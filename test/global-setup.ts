@@ -1,5 +1,9 @@
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { TestProject } from "vitest/node";
 import { migrateDatabase } from "../src/db/migrate.js";
+import { OpenApiValidator } from "./helpers/openapi-validator.js";
 import { createDatabase, dropDatabase, startTestServer } from "./helpers/test-database.js";
 
 declare module "vitest" {
@@ -9,6 +13,8 @@ declare module "vitest" {
     /** The server's maintenance URL, for suites that need a database of their own. */
     adminUrl: string;
     databaseSource: string;
+    /** Where each test file reports the responses it checked against openapi.yaml. */
+    openapiReportDir: string;
   }
 }
 
@@ -26,8 +32,27 @@ export default async function setup(project: TestProject) {
   project.provide("databaseUrl", databaseUrl);
   project.provide("adminUrl", server.adminUrl);
   project.provide("databaseSource", server.source);
+  const reportDir = await mkdtemp(join(tmpdir(), "openapi-report-"));
+  project.provide("openapiReportDir", reportDir);
   return async () => {
+    await reportValidatedResponses(reportDir);
     await dropDatabase(server.adminUrl, name);
     await server.stop();
   };
+}
+
+/** Prints how many responses the suites checked against openapi.yaml, and what they covered. */
+async function reportValidatedResponses(dir: string) {
+  const files = await readdir(dir);
+  const matched: string[] = [];
+  for (const file of files) matched.push(...JSON.parse(await readFile(join(dir, file), "utf8")));
+  await rm(dir, { recursive: true, force: true });
+  const documented = OpenApiValidator.fromRepository().documentedResponses();
+  const covered = new Set(matched);
+  const missed = documented.filter((key) => !covered.has(key));
+  process.stderr.write(
+    `[openapi] ${matched.length} responses from ${files.length} test files matched openapi.yaml; ` +
+      `they cover ${documented.length - missed.length} of its ${documented.length} documented ` +
+      `responses${missed.length > 0 ? ` (not seen: ${missed.join(", ")})` : ""}\n`,
+  );
 }

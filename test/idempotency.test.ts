@@ -110,6 +110,20 @@ describe("a retry with the same key and the same request", () => {
   });
 });
 
+describe("a key sent as a Structured Field string", () => {
+  it("executes the first request and replays to the bare form of the same key", async () => {
+    const key = newKey();
+    const quoted = await api.post("/v1/orders", ORDER_BODY, { key: `"${key}"` });
+    expect(quoted.status).toBe(201);
+    expect(quoted.headers.get("idempotent-replayed")).toBe("false");
+    const bare = await api.post("/v1/orders", ORDER_BODY, { key });
+    expect(bare.headers.get("idempotent-replayed")).toBe("true");
+    expect(await bare.text()).toBe(await quoted.text());
+    expect((await storedRecord(key))?.responseStatus).toBe(201);
+    expect(await tenantRows(db, tenantId)).toEqual({ orders: 1, items: 2, keys: 1 });
+  });
+});
+
 describe("the same key with a different request", () => {
   it.each([
     ["another body", "/v1/orders", { ...ORDER_BODY, currency: "USD" }],

@@ -140,15 +140,19 @@ describe("POST /v1/orders", () => {
     expect(await tenantRows(db, tenant.id)).toEqual(before);
   });
 
-  it("answers 401 without a key and with an unknown key", async () => {
-    const none = await app.request("/v1/orders");
-    expect(none.status).toBe(401);
-    expect(none.headers.get("www-authenticate")).toContain("Bearer");
-    expect(await none.json()).toEqual(expectedProblem("authentication_required"));
-    const wrong = await apiClient(app, "sk_not_a_real_key").get("/v1/orders");
-    expect(wrong.status).toBe(401);
-    expect(await wrong.json()).toEqual(expectedProblem("api_key_invalid"));
-  });
+  it.each(["/v1/orders", "/v1/orders/ord_01aaaaaaaaaaaaaaaaaaaaaaaa"])(
+    "answers 401 without a key and with an unknown key on GET %s",
+    async (path) => {
+      const none = await apiClient(app, null).get(path);
+      expect(none.status).toBe(401);
+      expect(none.headers.get("www-authenticate")).toBe('Bearer realm="api"');
+      expect(await none.json()).toEqual(expectedProblem("authentication_required"));
+      const wrong = await apiClient(app, "sk_not_a_real_key").get(path);
+      expect(wrong.status).toBe(401);
+      expect(wrong.headers.get("www-authenticate")).toContain('error="invalid_token"');
+      expect(await wrong.json()).toEqual(expectedProblem("api_key_invalid"));
+    },
+  );
 });
 
 describe("GET /v1/orders/{id}", () => {
@@ -250,6 +254,36 @@ describe("POST /v1/orders/{id}/cancel", () => {
         detail: "Only a pending order can be cancelled; this one is cancelled.",
       }),
     );
+  });
+
+  describe.each([
+    ["no Idempotency-Key", 400, "idempotency_key_missing", { key: null }],
+    ["no API key", 401, "authentication_required", { apiKey: null }],
+    ["a text body", 415, "unsupported_media_type", { body: "please", type: "text/plain" }],
+    [
+      "a body over 1 MB",
+      413,
+      "payload_too_large",
+      { body: JSON.stringify({ pad: "x".repeat(MAX_BODY_BYTES) }), type: "application/json" },
+    ],
+  ] as const)("rejects a cancel with %s", (_label, status, code, bad) => {
+    it(`with ${status} ${code}, stores nothing and leaves the order pending`, async () => {
+      const created = await (await api.post("/v1/orders", ORDER_BODY)).json();
+      const before = await tenantRows(db, tenant.id);
+      const client = "apiKey" in bad ? apiClient(app, bad.apiKey) : api;
+      const res = await client.post(
+        `/v1/orders/${created.id}/cancel`,
+        "body" in bad ? bad.body : undefined,
+        {
+          ...("key" in bad ? { key: bad.key } : {}),
+          headers: "type" in bad ? { "Content-Type": bad.type } : {},
+        },
+      );
+      expect(res.status).toBe(status);
+      expect(await res.json()).toEqual(expectedProblem(code));
+      expect(await tenantRows(db, tenant.id)).toEqual(before);
+      expect((await (await api.get(`/v1/orders/${created.id}`)).json()).status).toBe("pending");
+    });
   });
 
   it("answers 404 order_not_found for another tenant's order and leaves it pending", async () => {

@@ -68,8 +68,8 @@ describe("graceful shutdown", () => {
 
   it("refuses new connections once shutdown began", async () => {
     const server = await startServer(env());
-    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+    expect((await apiClient(server.url, null).get("/healthz")).status).toBe(200);
     expect(await server.kill("SIGTERM")).toBe(0);
-    await expect(fetch(`${server.url}/healthz`)).rejects.toThrow();
+    await expect(apiClient(server.url, null).get("/healthz")).rejects.toThrow();
   });
 });

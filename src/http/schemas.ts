@@ -8,17 +8,25 @@ export const CurrencySchema = z
   .regex(/^[A-Z]{3}$/, "must be three upper-case letters")
   .refine((code) => ISO_4217.has(code), "is not an ISO 4217 currency code")
   .openapi("Currency", {
-    description: "ISO 4217 currency code, upper case.",
+    description:
+      "An ISO 4217 currency code, upper case (`EUR`, `USD`, `JPY`). It fixes the minor unit " +
+      "of every amount next to it. A code that is not in ISO 4217 is a 400 `validation_failed`.",
     example: "EUR",
   });
 
 /** Money: an integer number of the currency's minor units (cents for EUR). */
-export const AmountSchema = z.int().min(0).max(Number.MAX_SAFE_INTEGER).openapi("Amount", {
-  description:
-    "An amount in the currency's minor units (2500 EUR = 25.00 EUR), from 0 to 2^53 - 1.",
-  example: 2500,
-});
+export const AmountSchema = z
+  .int()
+  .min(0)
+  .max(Number.MAX_SAFE_INTEGER)
+  .openapi("Amount", {
+    description:
+      "Money: an integer amount in the currency's minor units, never a decimal (2500 with " +
+      "`EUR` is 25.00 EUR; 2500 with `JPY` is 2500 yen), from 0 to 2^53 - 1.",
+    example: 2500,
+  });
 
+/** Free-form string pairs a client attaches to an object. */
 export const MetadataSchema = z
   .record(z.string().min(1).max(40), z.string().max(500))
   .refine((metadata) => Object.keys(metadata).length <= 50, "may hold at most 50 keys")
@@ -28,7 +36,11 @@ export const MetadataSchema = z
     example: { cart_id: "c_8812" },
   });
 
-export const TimestampSchema = z.iso.datetime().openapi({ example: "2026-11-28T12:00:00.000Z" });
+/** A point in time, ISO 8601 in UTC with milliseconds. */
+export const TimestampSchema = z.iso.datetime().openapi({
+  description: "ISO 8601, UTC.",
+  example: "2026-11-28T12:00:00.000Z",
+});
 
 /** Query parameters of every list operation. */
 export function listQuerySchema(idPattern: RegExp, example: string) {
@@ -51,13 +63,21 @@ export function listQuerySchema(idPattern: RegExp, example: string) {
   });
 }
 
+/** What every list shares: `data` is added per resource by `listSchema`. */
+export const ListEnvelopeSchema = z
+  .object({
+    object: z.literal("list"),
+    has_more: z.boolean().openapi({
+      description: "Whether another page follows; pass the last id as `starting_after` to get it.",
+    }),
+  })
+  .openapi("ListEnvelope", {
+    description: "A page of a list, newest first. Every list operation answers this shape.",
+  });
+
 /** The envelope of every list: newest first, `has_more` tells whether another page exists. */
 export function listSchema<T extends z.ZodType>(item: T, name: string) {
-  return z
-    .object({
-      object: z.literal("list"),
-      data: z.array(item),
-      has_more: z.boolean(),
-    })
-    .openapi(name);
+  return ListEnvelopeSchema.extend({
+    data: z.array(item).openapi({ description: "Up to `limit` objects, newest first." }),
+  }).openapi(name);
 }

@@ -1,5 +1,6 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { parseIdempotencyKey } from "./key.js";
+import { IDEMPOTENCY_KEY_HEADER_PATTERN, parseIdempotencyKey } from "./key.js";
 
 const KEY = "0123456789abcdef";
 
@@ -33,5 +34,26 @@ describe("parseIdempotencyKey", () => {
     ["an sf-string of a too-short key", '"short"'],
   ])("rejects %s as invalid", (_label, header) => {
     expect(parseIdempotencyKey(header)).toEqual({ ok: false, reason: "invalid" });
+  });
+});
+
+describe("IDEMPOTENCY_KEY_HEADER_PATTERN", () => {
+  const keyChar = fc.constantFrom(...'AZaz09-_.:~+/=" ,;é'.split(""));
+  const headerValue = fc.oneof(
+    fc.string({ unit: keyChar, minLength: 14, maxLength: 260 }),
+    fc.string({ unit: keyChar, minLength: 14, maxLength: 258 }).map((key) => `"${key}"`),
+  );
+
+  it("accepts exactly the header values the middleware accepts", () => {
+    fc.assert(
+      // Surrounding whitespace is the one difference: HTTP strips it before either sees it.
+      fc.property(
+        headerValue.filter((value) => value === value.trim()),
+        (value) => {
+          expect(IDEMPOTENCY_KEY_HEADER_PATTERN.test(value)).toBe(parseIdempotencyKey(value).ok);
+        },
+      ),
+      { numRuns: 2000 },
+    );
   });
 });

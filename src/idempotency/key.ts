@@ -1,5 +1,14 @@
+const KEY = String.raw`[A-Za-z0-9\-_.:~+/=]{16,255}`;
+
 /** 16-255 characters of `A-Z a-z 0-9 - _ . : ~ + / =` (DESIGN section 4). */
-export const IDEMPOTENCY_KEY_PATTERN = /^[A-Za-z0-9\-_.:~+/=]{16,255}$/;
+export const IDEMPOTENCY_KEY_PATTERN = new RegExp(`^${KEY}$`);
+
+/**
+ * The header value as a client sends it: the key bare or as a Structured Field string. This is
+ * what the OpenAPI document and the route's header schema check; `parseIdempotencyKey` accepts
+ * the same values (and surrounding whitespace, which HTTP strips anyway).
+ */
+export const IDEMPOTENCY_KEY_HEADER_PATTERN = new RegExp(`^(?:${KEY}|"${KEY}")$`);
 
 export type ParsedIdempotencyKey =
   | { ok: true; key: string }

@@ -1,9 +1,9 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { createRoute } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../http/env.js";
 import { ApiError } from "../http/errors.js";
 import {
-  IdempotencyKeyHeaderSchema,
+  IdempotencyKeyHeaders,
   IdempotentReplayedHeader,
   problemResponses,
   WRITE_ERRORS,
@@ -11,7 +11,7 @@ import {
 import type { Router } from "../http/router.js";
 import { hasLivePayment } from "../payments/payments.queries.js";
 import { findOrder, updateOrderStatus } from "./orders.queries.js";
-import { OrderParamsSchema, OrderSchema, orderJson } from "./orders.schema.js";
+import { ORDER_EXAMPLE, OrderParamsSchema, OrderSchema, orderJson } from "./orders.schema.js";
 
 export const cancelOrderRoute = createRoute({
   method: "post",
@@ -20,17 +20,27 @@ export const cancelOrderRoute = createRoute({
   tags: ["Orders"],
   summary: "Cancel an order",
   description:
-    "Cancels a `pending` order with no payment in progress. Takes no body. Otherwise 409 " +
-    "`order_not_cancellable`, and that answer is stored under the key like a success.",
+    "Cancels a `pending` order with no payment in progress; send no body (and no " +
+    "`Content-Type`). Otherwise 409 `order_not_cancellable`. Requires an `Idempotency-Key`: " +
+    "the 200, and a 404 or 409, are stored under the key and replayed to every retry.",
   request: {
     params: OrderParamsSchema,
-    headers: z.object({ "idempotency-key": IdempotencyKeyHeaderSchema }),
+    headers: IdempotencyKeyHeaders,
   },
   responses: {
     200: {
       description: "The cancelled order.",
       headers: IdempotentReplayedHeader,
-      content: { "application/json": { schema: OrderSchema } },
+      content: {
+        "application/json": {
+          schema: OrderSchema,
+          example: {
+            ...ORDER_EXAMPLE,
+            status: "cancelled",
+            updated_at: "2026-11-28T12:05:00.000Z",
+          },
+        },
+      },
     },
     ...problemResponses([...WRITE_ERRORS, "order_not_found", "order_not_cancellable"]),
   },

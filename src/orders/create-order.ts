@@ -1,9 +1,9 @@
-import { createRoute, z } from "@hono/zod-openapi";
+import { createRoute } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../http/env.js";
 import {
-  IdempotencyKeyHeaderSchema,
-  IdempotentReplayedHeader,
+  CreatedHeaders,
+  IdempotencyKeyHeaders,
   problemResponses,
   WRITE_ERRORS,
 } from "../http/openapi.js";
@@ -18,10 +18,11 @@ export const createOrderRoute = createRoute({
   tags: ["Orders"],
   summary: "Create an order",
   description:
-    "Creates a `pending` order from its items; the server computes `amount_total`. " +
-    "Requires an `Idempotency-Key`: retries with the same key and body return the same order.",
+    "Creates a `pending` order from its items; the server computes `amount_total` and each " +
+    "item's `amount`. Requires an `Idempotency-Key`: a retry with the same key and body gets " +
+    "the same 201 and the same order (`Idempotent-Replayed: true`), never a second order.",
   request: {
-    headers: z.object({ "idempotency-key": IdempotencyKeyHeaderSchema }),
+    headers: IdempotencyKeyHeaders,
     body: {
       required: true,
       content: { "application/json": { schema: CreateOrderBodySchema } },
@@ -29,11 +30,10 @@ export const createOrderRoute = createRoute({
   },
   responses: {
     201: {
-      description: "The order was created (or this is the stored answer of its creation).",
-      headers: {
-        Location: { description: "The order's URL.", schema: { type: "string" } },
-        ...IdempotentReplayedHeader,
-      },
+      description:
+        "The order was created, or this is the stored answer of its creation. `Location` is " +
+        "the order's URL.",
+      headers: CreatedHeaders,
       content: { "application/json": { schema: OrderSchema } },
     },
     ...problemResponses(WRITE_ERRORS),

@@ -11,11 +11,13 @@ export const getOrderRoute = createRoute({
   operationId: "getOrder",
   tags: ["Orders"],
   summary: "Retrieve an order",
-  description: "Returns one of your orders with its items. Another account's order is a 404.",
+  description:
+    "Returns one of your orders with its items and its current status. An id of another " +
+    "account's order answers 404 `order_not_found`, as an unknown id does.",
   request: { params: OrderParamsSchema },
   responses: {
     200: {
-      description: "The order.",
+      description: "The order as it is now.",
       content: { "application/json": { schema: OrderSchema } },
     },
     ...problemResponses([...READ_ERRORS, "order_not_found"]),

@@ -2,7 +2,12 @@ import { createRoute } from "@hono/zod-openapi";
 import { problemResponses, READ_ERRORS } from "../http/openapi.js";
 import type { Router } from "../http/router.js";
 import { listOrders } from "./orders.queries.js";
-import { ListOrdersQuerySchema, OrderListSchema, orderJson } from "./orders.schema.js";
+import {
+  ListOrdersQuerySchema,
+  ORDER_EXAMPLE,
+  OrderListSchema,
+  orderJson,
+} from "./orders.schema.js";
 
 export const listOrdersRoute = createRoute({
   method: "get",
@@ -16,8 +21,13 @@ export const listOrdersRoute = createRoute({
   request: { query: ListOrdersQuerySchema },
   responses: {
     200: {
-      description: "A page of orders.",
-      content: { "application/json": { schema: OrderListSchema } },
+      description: "A page of orders, newest first.",
+      content: {
+        "application/json": {
+          schema: OrderListSchema,
+          example: { object: "list", data: [ORDER_EXAMPLE], has_more: false },
+        },
+      },
     },
     ...problemResponses(READ_ERRORS),
   },

@@ -16,22 +16,64 @@ const ORDER_ID_EXAMPLE = "ord_01jdq3v6x6m7e9z5k2c8r4t1ya";
 export const OrderIdSchema = z
   .string()
   .regex(ORDER_ID_PATTERN, "is not an order id")
-  .openapi({ example: ORDER_ID_EXAMPLE });
+  .openapi({ description: "The order's id: `ord_` and a ULID.", example: ORDER_ID_EXAMPLE });
+
+const CREATE_ORDER_EXAMPLE = {
+  currency: "EUR",
+  items: [
+    { sku: "SKU-TSHIRT-M", name: "T-shirt, size M", quantity: 2, unit_amount: 1500 },
+    { sku: "SKU-SOCKS", name: "Socks", quantity: 1, unit_amount: 500 },
+  ],
+  customer_email: "ada@example.com",
+  metadata: { cart_id: "c_8812" },
+};
+
+/** An order as the document's examples show it: the one `CREATE_ORDER_EXAMPLE` creates. */
+export const ORDER_EXAMPLE = {
+  id: ORDER_ID_EXAMPLE,
+  object: "order" as const,
+  status: "pending" as const,
+  currency: "EUR",
+  amount_total: 3500,
+  amount_refunded: 0,
+  items: [
+    { sku: "SKU-TSHIRT-M", name: "T-shirt, size M", quantity: 2, unit_amount: 1500, amount: 3000 },
+    { sku: "SKU-SOCKS", name: "Socks", quantity: 1, unit_amount: 500, amount: 500 },
+  ],
+  customer_email: "ada@example.com",
+  metadata: { cart_id: "c_8812" },
+  created_at: "2026-11-28T12:00:00.000Z",
+  updated_at: "2026-11-28T12:00:00.000Z",
+};
 
 export const OrderItemInputSchema = z
   .strictObject({
-    sku: z.string().min(1).max(100).openapi({ example: "SKU-TSHIRT-M" }),
-    name: z.string().min(1).max(250).openapi({ example: "T-shirt, size M" }),
+    sku: z
+      .string()
+      .min(1)
+      .max(100)
+      .openapi({ description: "Your product code.", example: "SKU-TSHIRT-M" }),
+    name: z
+      .string()
+      .min(1)
+      .max(250)
+      .openapi({ description: "What the customer sees.", example: "T-shirt, size M" }),
     quantity: z.int().min(1).max(1_000_000).openapi({ example: 2 }),
     unit_amount: AmountSchema,
   })
-  .openapi("OrderItemInput");
+  .openapi("OrderItemInput", {
+    description: "A line of the order to create; `unit_amount` is the price of one unit.",
+  });
 
 export const CreateOrderBodySchema = z
   .strictObject({
     currency: CurrencySchema,
     items: z.array(OrderItemInputSchema).min(1).max(100),
-    customer_email: z.email().max(254).optional().openapi({ example: "ada@example.com" }),
+    customer_email: z
+      .email()
+      .max(254)
+      .optional()
+      .openapi({ description: "Where receipts go.", example: "ada@example.com" }),
     metadata: MetadataSchema.optional(),
   })
   .superRefine((body, ctx) => {
@@ -46,20 +88,25 @@ export const CreateOrderBodySchema = z
   })
   .openapi("CreateOrderRequest", {
     description:
-      "The order's total is computed by the server as the sum of quantity x unit_amount, " +
-      "and must stay within 2^53 - 1 minor units.",
+      "1-100 items in one currency. The server computes `amount_total` as the sum of " +
+      "quantity x unit_amount, which must stay within 2^53 - 1 minor units. Unknown fields are " +
+      "rejected.",
+    example: CREATE_ORDER_EXAMPLE,
   });
 export type CreateOrderBody = z.infer<typeof CreateOrderBodySchema>;
 
 export const OrderItemSchema = z
   .object({
-    sku: z.string(),
-    name: z.string(),
-    quantity: z.int(),
+    sku: z.string().openapi({ example: "SKU-TSHIRT-M" }),
+    name: z.string().openapi({ example: "T-shirt, size M" }),
+    quantity: z.int().openapi({ example: 2 }),
     unit_amount: AmountSchema,
     amount: AmountSchema,
   })
-  .openapi("OrderItem");
+  .openapi("OrderItem", {
+    description:
+      "A line of an order, in the order it was sent; `amount` is quantity x unit_amount.",
+  });
 
 export const OrderSchema = z
   .object({
@@ -74,12 +121,17 @@ export const OrderSchema = z
     amount_total: AmountSchema,
     amount_refunded: AmountSchema,
     items: z.array(OrderItemSchema),
-    customer_email: z.string().nullable(),
+    customer_email: z.string().nullable().openapi({ example: "ada@example.com" }),
     metadata: MetadataSchema,
     created_at: TimestampSchema,
-    updated_at: TimestampSchema,
+    updated_at: TimestampSchema.openapi({ description: "When the status last changed." }),
   })
-  .openapi("Order");
+  .openapi("Order", {
+    description:
+      "An order of one account: its items, its total (`amount_total`, the sum of the items' " +
+      "amounts), how much of it was refunded (`amount_refunded`) and where it stands.",
+    example: ORDER_EXAMPLE,
+  });
 export type OrderJson = z.infer<typeof OrderSchema>;
 
 export const OrderListSchema = listSchema(OrderSchema, "OrderList");

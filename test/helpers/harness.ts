@@ -1,4 +1,6 @@
 import { randomUUID } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { count, eq, sql } from "drizzle-orm";
 import { pino } from "pino";
 import { afterAll, expect, inject } from "vitest";
@@ -8,6 +10,7 @@ import { idempotencyKeys, orderItems, orders } from "../../src/db/schema.js";
 import { ERRORS, type ErrorCode, PROBLEM_TYPE_BASE } from "../../src/http/errors.js";
 import { type PaymentProvider, stripeProvider } from "../../src/provider/stripe-provider.js";
 import { createTenant } from "../../src/tenants/tenants.queries.js";
+import { OpenApiValidator } from "./openapi-validator.js";
 
 /**
  * A pool on this run's database, closed after the suite. Its connections carry an application
@@ -72,17 +75,55 @@ export type TestResponse = Omit<Response, "json"> & { json(): Promise<JsonBody> 
 
 type Fetcher = { request: (path: string, init?: RequestInit) => Response | Promise<Response> };
 
-/** Requests as a tenant would send them, against an in-process app or a listening server. */
-export function apiClient(target: Fetcher | string, apiKey: string) {
-  const send = async (path: string, init: RequestInit): Promise<TestResponse> =>
-    typeof target === "string" ? fetch(`${target}${path}`, init) : target.request(path, init);
+let validator: OpenApiValidator | undefined;
+/** What this test file's responses matched in openapi.yaml, one entry per response. */
+const validated: string[] = [];
+
+// Reported per test file; the global teardown adds them up and prints the total.
+afterAll(() => {
+  if (validated.length === 0) return;
+  writeFileSync(
+    join(inject("openapiReportDir"), `${randomUUID()}.json`),
+    JSON.stringify(validated),
+  );
+});
+
+/**
+ * Checks a response against openapi.yaml (see OpenApiValidator): a status, header or body the
+ * document does not describe fails the test that received it.
+ */
+export async function expectDocumented(method: string, path: string, res: Response) {
+  validator ??= OpenApiValidator.fromRepository();
+  validated.push(await validator.validate(method, path, res));
+}
+
+/**
+ * Requests as a tenant would send them, against an in-process app or a listening server. Every
+ * response is checked against openapi.yaml before the test sees it. A null `apiKey` sends no
+ * `Authorization` header.
+ */
+export function apiClient(target: Fetcher | string, apiKey: string | null) {
+  const auth: Record<string, string> = apiKey === null ? {} : { Authorization: `Bearer ${apiKey}` };
+  const send = async (path: string, init: RequestInit): Promise<TestResponse> => {
+    if (typeof target !== "string" && typeof init.body === "string") {
+      // An HTTP client sends the body's length; a Request built in process has no such header,
+      // and the app's 415 check reads it, so add it as the wire would.
+      init.headers = { ...init.headers, "Content-Length": String(Buffer.byteLength(init.body)) };
+    }
+    const res =
+      typeof target === "string"
+        ? await fetch(`${target}${path}`, init)
+        : await target.request(path, init);
+    await expectDocumented(init.method ?? "GET", path, res);
+    return res;
+  };
   return {
     post(
       path: string,
       body?: unknown,
       options: { key?: string | null; headers?: Record<string, string> } = {},
     ) {
-      const headers: Record<string, string> = { Authorization: `Bearer ${apiKey}` };
+      const headers: Record<string, string> = { ...auth };
       if (options.key !== null) headers["Idempotency-Key"] = options.key ?? newKey();
       if (body !== undefined) headers["Content-Type"] = "application/json";
       return send(path, {
@@ -93,7 +134,7 @@ export function apiClient(target: Fetcher | string, apiKey: string) {
       });
     },
     get(path: string) {
-      return send(path, { headers: { Authorization: `Bearer ${apiKey}` } });
+      return send(path, { headers: auth });
     },
   };
 }
