@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { expectedProblem, newKey, useDatabase } from "./helpers/harness.js";
+import { apiClient, expectedProblem, newKey, useDatabase } from "./helpers/harness.js";
 import {
   eventually,
   ORDER_TOTAL,
@@ -354,4 +354,54 @@ describe("a duplicate of a payment still in flight", () => {
     expect(await patient.text()).toBe(await original.text());
     expect(await chargesFor(orderId)).toHaveLength(1);
   });
+});
+
+describe("error answers of the payment and refund routes", () => {
+  const unknownPayment = "pay_01aaaaaaaaaaaaaaaaaaaaaaaa";
+  it.each([
+    ["POST", "/v1/payments"],
+    ["POST", "/v1/refunds"],
+    ["GET", `/v1/payments/${unknownPayment}`],
+    ["GET", "/v1/refunds/re_01aaaaaaaaaaaaaaaaaaaaaaaa"],
+  ])("%s %s answers 401 without an API key", async (method, path) => {
+    const anonymous = apiClient(world.url, null);
+    const res =
+      method === "GET"
+        ? await anonymous.get(path)
+        : await anonymous.post(path, { payment_id: unknownPayment });
+    expect(res.status).toBe(401);
+    expect(await res.json()).toEqual(expectedProblem("authentication_required"));
+  });
+
+  it.each([
+    ["/v1/payments/pay_01aaaaaaaaaaaaaaaaaaaaaaaa", "payment_not_found"],
+    ["/v1/refunds/re_01aaaaaaaaaaaaaaaaaaaaaaaa", "refund_not_found"],
+  ] as const)("GET %s answers 404 %s, and 400 for a malformed id", async (path, code) => {
+    const res = await me.api.get(path);
+    expect(res.status).toBe(404);
+    expect(await res.json()).toEqual(expectedProblem(code));
+    const malformed = await me.api.get(path.replace(/_01a+$/, "_nope"));
+    expect(malformed.status).toBe(400);
+    expect((await malformed.json()).code).toBe("validation_failed");
+  });
+
+  it.each(["/v1/payments", "/v1/refunds"])(
+    "POST %s answers 413 and 415 before anything is stored",
+    async (path) => {
+      // In process: over a socket the server may close before a 1 MB upload is fully written.
+      const api = apiClient(world.app, me.apiKey);
+      const big = await api.post(path, { payment_id: "x".repeat(1024 * 1024 + 1) });
+      expect(big.status).toBe(413);
+      const form = await api.post(path, "payment_id=x", {
+        headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      });
+      expect(form.status).toBe(415);
+      expect(await paymentRows(db, me.tenant.id)).toEqual({
+        payments: 0,
+        refunds: 0,
+        keys: 0,
+        events: 0,
+      });
+    },
+  );
 });

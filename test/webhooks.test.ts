@@ -2,7 +2,7 @@ import { and, eq, sql } from "drizzle-orm";
 import Stripe from "stripe";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { webhookEvents } from "../src/db/schema.js";
-import { expectedProblem, newKey, useDatabase } from "./helpers/harness.js";
+import { apiClient, expectedProblem, newKey, useDatabase } from "./helpers/harness.js";
 import { eventually, PAYABLE_ORDER, paymentRows, startPaymentsWorld } from "./helpers/payments.js";
 
 /** Provider events: verified by signature, applied once, in any order with the API's answers. */
@@ -18,7 +18,11 @@ beforeEach(async () => {
   await world.sim.control.clearFaults();
   await world.sim.control.configureWebhooks({ duplicates: 1 });
   me = await world.tenant("hooks");
+  provider = apiClient(world.url, null);
 });
+
+/** Requests as the provider sends them: no API key, a signature instead. */
+let provider: ReturnType<typeof apiClient>;
 
 async function newOrder(): Promise<string> {
   return (await (await me.api.post("/v1/orders", PAYABLE_ORDER)).json()).id;
@@ -66,13 +70,9 @@ describe("POST /v1/webhooks/stripe", () => {
     });
     const forged = Stripe.webhooks.generateTestHeaderString({ payload, secret: "whsec_wrong" });
     for (const signature of [forged, undefined]) {
-      const res = await fetch(`${world.url}/v1/webhooks/stripe`, {
-        method: "POST",
-        headers: {
-          "Content-Type": "application/json",
-          ...(signature ? { "Stripe-Signature": signature } : {}),
-        },
-        body: payload,
+      const res = await provider.post("/v1/webhooks/stripe", payload, {
+        key: null,
+        headers: signature ? { "Stripe-Signature": signature } : {},
       });
       expect(res.status).toBe(400);
       expect(await res.json()).toEqual(expectedProblem("webhook_signature_invalid"));
@@ -81,6 +81,23 @@ describe("POST /v1/webhooks/stripe", () => {
       sql`SELECT count(*)::int AS n FROM webhook_events WHERE event_id = 'evt_forged'`,
     );
     expect(row?.n).toBe(0);
+  });
+
+  it("answers 413 for a body over 1 MB and 415 for a body that is not JSON", async () => {
+    const inProcess = apiClient(world.app, null);
+    const big = await inProcess.post(
+      "/v1/webhooks/stripe",
+      { pad: "x".repeat(1024 * 1024) },
+      { key: null },
+    );
+    expect(big.status).toBe(413);
+    expect(await big.json()).toEqual(expectedProblem("payload_too_large"));
+    const text = await provider.post("/v1/webhooks/stripe", "hello", {
+      key: null,
+      headers: { "Content-Type": "text/plain" },
+    });
+    expect(text.status).toBe(415);
+    expect(await text.json()).toEqual(expectedProblem("unsupported_media_type"));
   });
 
   it("acknowledges a signed event about nothing of ours without applying anything", async () => {
@@ -94,10 +111,9 @@ describe("POST /v1/webhooks/stripe", () => {
       payload,
       secret: world.sim.webhookSecret,
     });
-    const res = await fetch(`${world.url}/v1/webhooks/stripe`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", "Stripe-Signature": signature },
-      body: payload,
+    const res = await provider.post("/v1/webhooks/stripe", payload, {
+      key: null,
+      headers: { "Stripe-Signature": signature },
     });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ received: true, result: "ignored" });
