@@ -15,6 +15,7 @@ import { requestLog } from "./http/request-log.js";
 import { createRouter } from "./http/router.js";
 import { type IdempotencyEvent, idempotency } from "./idempotency/middleware.js";
 import { phasedIdempotency } from "./idempotency/phased.js";
+import { ReplayCache } from "./idempotency/replay-cache.js";
 import type { Logger } from "./logger.js";
 import { registerCancelOrder } from "./orders/cancel-order.js";
 import { registerCreateOrder } from "./orders/create-order.js";
@@ -31,7 +32,10 @@ export const MAX_BODY_BYTES = 1024 * 1024;
 
 export interface AppDeps {
   db: Database;
-  config: Pick<Config, "IDEMPOTENCY_TTL_MS" | "IDEMPOTENCY_WAIT_MS" | "PAYMENT_LEASE_MS">;
+  config: Pick<
+    Config,
+    "IDEMPOTENCY_TTL_MS" | "IDEMPOTENCY_WAIT_MS" | "IDEMPOTENCY_CACHE_BYTES" | "PAYMENT_LEASE_MS"
+  >;
   logger: Logger;
   provider: PaymentProvider;
   /** True once shutdown began: readiness fails so load balancers stop sending traffic. */
@@ -82,6 +86,10 @@ export function createApp(deps: AppDeps) {
     ttlMs: deps.config.IDEMPOTENCY_TTL_MS,
     waitMs: deps.config.IDEMPOTENCY_WAIT_MS,
     onOutcome: (_c: Context<AppEnv>, event: IdempotencyEvent) => deps.onIdempotencyOutcome?.(event),
+    cache:
+      deps.config.IDEMPOTENCY_CACHE_BYTES > 0
+        ? new ReplayCache(deps.config.IDEMPOTENCY_CACHE_BYTES)
+        : undefined,
   };
   // One transaction per request for local writes; atomic phases around the provider call.
   const idempotent = idempotency<AppEnv>(idempotencyOptions);

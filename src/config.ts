@@ -19,6 +19,7 @@ export const ConfigSchema = z.object({
     .optional(),
   IDEMPOTENCY_TTL_MS: positiveInt.default(24 * 60 * 60 * 1000),
   IDEMPOTENCY_WAIT_MS: nonNegativeInt.max(60_000).default(5000),
+  IDEMPOTENCY_CACHE_BYTES: nonNegativeInt.default(16 * 1024 * 1024),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
   STRIPE_SECRET_KEY: z

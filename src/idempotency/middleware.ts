@@ -2,10 +2,12 @@ import type { Context, Env, MiddlewareHandler } from "hono";
 import type { Database, Transaction } from "../db/client.js";
 import { ApiError } from "../http/errors.js";
 import type { Execution } from "./phased.js";
+import type { ReplayCache } from "./replay-cache.js";
 import { keyedRequest, sendStored } from "./request.js";
 import {
   claimKey,
   type FoundRecord,
+  type KeyedRequest,
   KeyLockTimeout,
   type StoredResponse,
   saveFinishedRecord,
@@ -63,6 +65,8 @@ export interface IdempotencyOptions<E extends Env> {
   storeStatus?: (status: number) => boolean;
   /** Called once per request with a valid key, for metrics and logs. */
   onOutcome?: (c: Context<E>, event: IdempotencyEvent) => void;
+  /** Finished records kept in memory, so replays skip the database. Default: none. */
+  cache?: ReplayCache;
 }
 
 const STORED_HEADERS = ["content-type", "location"] as const;
@@ -117,6 +121,9 @@ export function idempotency<E extends Env & { Variables: IdempotencyVariables }>
       options.onOutcome?.(c, { outcome, waitedMs });
     };
 
+    const cached = options.cache?.get(request);
+    if (cached) return answerFromRecord(c, request, cached, report, 0);
+
     /** Locks the key, looks it up, and runs `work` only when no live record answers for it. */
     const claim = (work: (tx: Transaction) => Promise<StoredResponse>) =>
       options.db.transaction(async (tx): Promise<Claim> => {
@@ -160,22 +167,40 @@ export function idempotency<E extends Env & { Variables: IdempotencyVariables }>
 
     if (result.kind === "executed") {
       report("executed", result.waitedMs);
+      options.cache?.set(
+        request,
+        { fingerprint: request.fingerprint, response: result.response },
+        ttlMs,
+      );
       c.header("Idempotent-Replayed", "false");
       return;
     }
     const { record, waitedMs } = result;
-    if (record.fingerprint !== request.fingerprint) {
-      report("mismatched", waitedMs);
-      throw new ApiError("idempotency_key_reused");
-    }
     const stored = storedResponseOf(record);
     if (!stored) {
       report("in_progress", waitedMs);
       throw new ApiError("idempotency_key_in_progress", { headers: { "Retry-After": retryAfter } });
     }
-    report("replayed", waitedMs);
-    return sendStored(c, stored, true);
+    const finished = { fingerprint: record.fingerprint, response: stored };
+    options.cache?.set(request, finished, record.expiresInMs);
+    return answerFromRecord(c, request, finished, report, waitedMs);
   };
+}
+
+/** The answer to a request whose key has a finished record: its replay, or 422 if it differs. */
+export function answerFromRecord(
+  c: Context,
+  request: KeyedRequest,
+  record: { fingerprint: string; response: StoredResponse },
+  report: (outcome: IdempotencyOutcome, waitedMs: number) => void,
+  waitedMs: number,
+): Response {
+  if (record.fingerprint !== request.fingerprint) {
+    report("mismatched", waitedMs);
+    throw new ApiError("idempotency_key_reused");
+  }
+  report("replayed", waitedMs);
+  return sendStored(c, record.response, true);
 }
 
 /** Reads the handler's response for storing, leaving an identical one in its place. */

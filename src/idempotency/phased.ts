@@ -3,8 +3,13 @@ import type { Env, MiddlewareHandler } from "hono";
 import type { Database, Transaction } from "../db/client.js";
 import { ApiError, problemBody } from "../http/errors.js";
 import { PROBLEM_CONTENT_TYPE } from "../http/problem.js";
-import type { IdempotencyOptions, IdempotencyOutcome, IdempotencyVariables } from "./middleware.js";
-import { keyedRequest, sendStored } from "./request.js";
+import {
+  answerFromRecord,
+  type IdempotencyOptions,
+  type IdempotencyOutcome,
+  type IdempotencyVariables,
+} from "./middleware.js";
+import { keyedRequest } from "./request.js";
 import {
   advanceRecord,
   type ClaimedRecord,
@@ -164,7 +169,7 @@ export interface PhasedIdempotencyOptions<E extends Env> extends IdempotencyOpti
 
 type Lookup =
   | { kind: "claimed"; claimed: ClaimedRecord }
-  | { kind: "replay"; stored: StoredResponse }
+  | { kind: "replay"; stored: StoredResponse; expiresInMs: number }
   | { kind: "mismatched" }
   | { kind: "busy" };
 
@@ -199,6 +204,8 @@ export function phasedIdempotency<E extends Env & { Variables: IdempotencyVariab
       c.set("idempotencyOutcome", outcome);
       options.onOutcome?.(c, { outcome, waitedMs: polls > 0 ? performance.now() - started : 0 });
     };
+    const cached = options.cache?.get(request);
+    if (cached) return answerFromRecord(c, request, cached, (outcome) => report(outcome), 0);
     const inProgress = () => {
       report("in_progress");
       return new ApiError("idempotency_key_in_progress", {
@@ -220,7 +227,9 @@ export function phasedIdempotency<E extends Env & { Variables: IdempotencyVariab
           }
           if (record.fingerprint !== request.fingerprint) return { kind: "mismatched" };
           const stored = storedResponseOf(record);
-          if (stored && record.recoveryPoint === FINISHED) return { kind: "replay", stored };
+          if (stored && record.recoveryPoint === FINISHED) {
+            return { kind: "replay", stored, expiresInMs: record.expiresInMs };
+          }
           if (record.leaseActive) return { kind: "busy" };
           return { kind: "claimed", claimed: await takeOverRecord(tx, request, leaseMs) };
         });
@@ -239,8 +248,9 @@ export function phasedIdempotency<E extends Env & { Variables: IdempotencyVariab
       throw new ApiError("idempotency_key_reused");
     }
     if (lookup.kind === "replay") {
-      report("replayed");
-      return sendStored(c, lookup.stored, true);
+      const finished = { fingerprint: request.fingerprint, response: lookup.stored };
+      options.cache?.set(request, finished, lookup.expiresInMs);
+      return answerFromRecord(c, request, finished, (outcome) => report(outcome), 0);
     }
 
     const execution = new Execution(db, request, lookup.claimed, {
@@ -258,6 +268,10 @@ export function phasedIdempotency<E extends Env & { Variables: IdempotencyVariab
       // A newer attempt owns the key and will store the outcome; the client gets it by retrying.
       c.res = undefined;
       throw inProgress();
+    }
+    if (execution.finalResponse) {
+      const finished = { fingerprint: request.fingerprint, response: execution.finalResponse };
+      options.cache?.set(request, finished, ttlMs);
     }
     report(execution.finalResponse ? "executed" : "not_stored");
   };

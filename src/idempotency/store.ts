@@ -101,6 +101,8 @@ export type FoundRecord = {
   expired: boolean;
   /** An execution holds the record's lease right now. */
   leaseActive: boolean;
+  /** Milliseconds until `expires_at`, by the database clock (negative once expired). */
+  expiresInMs: number;
 };
 
 /*
@@ -118,7 +120,8 @@ export async function findRecord(
       response_status AS "responseStatus", response_headers AS "responseHeaders",
       response_body AS "responseBody",
       expires_at <= clock_timestamp() AS expired,
-      coalesce(locked_until > clock_timestamp(), false) AS "leaseActive"
+      coalesce(locked_until > clock_timestamp(), false) AS "leaseActive",
+      (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::float8 AS "expiresInMs"
     FROM idempotency_keys WHERE tenant_id = ${ref.tenantId} AND key = ${ref.key}`);
   return record;
 }

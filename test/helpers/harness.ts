@@ -62,6 +62,7 @@ export function testApp(
     config: {
       IDEMPOTENCY_TTL_MS: 24 * 60 * 60 * 1000,
       IDEMPOTENCY_WAIT_MS: 5000,
+      IDEMPOTENCY_CACHE_BYTES: 16 * 1024 * 1024,
       PAYMENT_LEASE_MS: 10_000,
       ...config,
     },

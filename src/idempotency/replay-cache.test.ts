@@ -1,0 +1,92 @@
+import { Hono } from "hono";
+import { requestId } from "hono/request-id";
+import { describe, expect, inject, it } from "vitest";
+import {
+  createTestTenant,
+  newKey,
+  ORDER_BODY,
+  silentLogger,
+  useDatabase,
+} from "../../test/helpers/harness.js";
+import { openDatabase, type Transaction } from "../db/client.js";
+import type { Tenant } from "../db/schema.js";
+import { createErrorHandler } from "../http/problem.js";
+import { insertOrder } from "../orders/orders.queries.js";
+import { type IdempotencyVariables, idempotency } from "./middleware.js";
+import { ReplayCache } from "./replay-cache.js";
+
+const response = (body: string) => ({
+  status: 201,
+  headers: { "content-type": "application/json" },
+  body,
+});
+const ref = (key: string) => ({ tenantId: "ten_a", key });
+
+describe("ReplayCache", () => {
+  it("returns what was set until shortly before it expires", () => {
+    const cache = new ReplayCache(1 << 20);
+    cache.set(ref("k1"), { fingerprint: "f", response: response("{}") }, 60_000);
+    expect(cache.get(ref("k1"))).toMatchObject({ fingerprint: "f", response: response("{}") });
+    expect(cache.get({ tenantId: "ten_b", key: "k1" })).toBeUndefined();
+    cache.set(ref("k2"), { fingerprint: "f", response: response("{}") }, 900);
+    expect(cache.get(ref("k2"))).toBeUndefined();
+  });
+
+  it("evicts the least recently used entries to stay within its byte budget", () => {
+    // Each entry weighs about 0.96 kB here: room for four.
+    const cache = new ReplayCache(4000);
+    const body = "x".repeat(700);
+    for (const key of ["a", "b", "c", "d"]) {
+      cache.set(ref(key), { fingerprint: key, response: response(body) }, 60_000);
+    }
+    expect(cache.get(ref("a"))).toBeDefined();
+    cache.set(ref("e"), { fingerprint: "e", response: response(body) }, 60_000);
+    expect(cache.size).toBe(4);
+    expect(cache.get(ref("b"))).toBeUndefined();
+    for (const key of ["a", "c", "d", "e"]) expect(cache.get(ref(key))?.fingerprint).toBe(key);
+  });
+
+  it("does not keep a body larger than a quarter of its budget", () => {
+    const cache = new ReplayCache(4096);
+    cache.set(ref("big"), { fingerprint: "f", response: response("x".repeat(2000)) }, 60_000);
+    expect(cache.get(ref("big"))).toBeUndefined();
+  });
+});
+
+describe("replays from memory", () => {
+  const { db } = useDatabase();
+  type Env = {
+    Variables: IdempotencyVariables<Transaction> & { tenant: Tenant; requestId: string };
+  };
+
+  it("answer a replay, and a 422 for a mismatch, with the database gone", async () => {
+    const { tenant } = await createTestTenant(db, "cache");
+    const own = openDatabase(inject("databaseUrl"), { max: 2 });
+    const app = new Hono<Env>();
+    app.onError(createErrorHandler(silentLogger));
+    app.use(requestId());
+    app.post(
+      "/things",
+      idempotency<Env>({ db: own.db, tenantId: () => tenant.id, cache: new ReplayCache(1 << 20) }),
+      async (c) =>
+        c.json({ id: (await insertOrder(c.var.tx, tenant.id, ORDER_BODY)).order.id }, 201),
+    );
+    const send = (key: string, n = 1) =>
+      app.request("/things", {
+        method: "POST",
+        headers: { "Idempotency-Key": key, "Content-Type": "application/json" },
+        body: JSON.stringify({ n }),
+      });
+    const key = newKey();
+    const first = await send(key);
+    expect(first.status).toBe(201);
+    await own.close();
+
+    const replay = await send(key);
+    expect(replay.status).toBe(201);
+    expect(replay.headers.get("idempotent-replayed")).toBe("true");
+    expect(await replay.text()).toBe(await first.text());
+    expect((await send(key, 2)).status).toBe(422);
+    expect((await send(newKey())).status).toBe(500);
+  });
+});

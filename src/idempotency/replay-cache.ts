@@ -1,0 +1,71 @@
+import type { KeyRef, StoredResponse } from "./store.js";
+
+/** What a replay needs of a finished record. */
+export interface CachedRecord {
+  fingerprint: string;
+  response: StoredResponse;
+  /** When the record expires, by this process's clock. */
+  expiresAt: number;
+}
+
+/**
+ * A replay must not be answered from memory this close to the record's expiry, so that clock
+ * drift between this process and PostgreSQL can never stretch the retention period.
+ */
+const EXPIRY_MARGIN_MS = 1000;
+/** A rough per-entry overhead (key, object, map slot) added to the body's size. */
+const ENTRY_OVERHEAD_BYTES = 256;
+
+/**
+ * Finished records this process has stored or read, by tenant and key, least recently used
+ * first out. A finished record never changes until it expires (nothing updates it, and neither
+ * a new execution nor cleanup touches it before then), so a replay or a 422 can be answered from
+ * memory without asking the database, on every instance alike. Bounded by total bytes.
+ */
+export class ReplayCache {
+  private readonly entries = new Map<string, CachedRecord & { bytes: number }>();
+  private bytes = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  get(ref: KeyRef): CachedRecord | undefined {
+    const id = cacheKey(ref);
+    const entry = this.entries.get(id);
+    if (!entry) return undefined;
+    this.entries.delete(id);
+    if (entry.expiresAt - EXPIRY_MARGIN_MS <= Date.now()) {
+      this.bytes -= entry.bytes;
+      return undefined;
+    }
+    this.entries.set(id, entry);
+    return entry;
+  }
+
+  /** Remembers a finished record that expires in `expiresInMs`. */
+  set(ref: KeyRef, record: Omit<CachedRecord, "expiresAt">, expiresInMs: number): void {
+    const bytes =
+      record.response.body.length + ref.key.length + ref.tenantId.length + ENTRY_OVERHEAD_BYTES;
+    if (bytes > this.maxBytes / 4) return;
+    const id = cacheKey(ref);
+    const previous = this.entries.get(id);
+    if (previous) {
+      this.entries.delete(id);
+      this.bytes -= previous.bytes;
+    }
+    this.entries.set(id, { ...record, expiresAt: Date.now() + expiresInMs, bytes });
+    this.bytes += bytes;
+    for (const [oldest, entry] of this.entries) {
+      if (this.bytes <= this.maxBytes) break;
+      this.entries.delete(oldest);
+      this.bytes -= entry.bytes;
+    }
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+}
+
+function cacheKey(ref: KeyRef): string {
+  return `${ref.tenantId}\u0000${ref.key}`;
+}
