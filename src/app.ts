@@ -10,9 +10,11 @@ import { ApiError } from "./http/errors.js";
 import { isJsonMediaType } from "./http/media-type.js";
 import { createErrorHandler, notFound, problemResponse } from "./http/problem.js";
 import { requestLog } from "./http/request-log.js";
+import { requestMetrics } from "./http/request-metrics.js";
 import { createRouter } from "./http/router.js";
 import { type IdempotencyEvent, idempotency } from "./idempotency/middleware.js";
 import type { Logger } from "./logger.js";
+import { createMetrics, type Metrics } from "./metrics.js";
 import { registerCancelOrder } from "./orders/cancel-order.js";
 import { registerCreateOrder } from "./orders/create-order.js";
 import { registerGetOrder } from "./orders/get-order.js";
@@ -27,8 +29,13 @@ export interface AppDeps {
   logger: Logger;
   /** True once shutdown began: readiness fails so load balancers stop sending traffic. */
   isShuttingDown?: () => boolean;
-  /** Observes every idempotency outcome (metrics). */
+  /** Observes every idempotency outcome, besides the metrics. */
   onIdempotencyOutcome?: (event: IdempotencyEvent) => void;
+  /**
+   * The registry `/metrics` serves and this app feeds. Default: a fresh one without process
+   * metrics, so each app built in a test has numbers of its own.
+   */
+  metrics?: Metrics;
 }
 
 /** Resource paths behind API-key auth; webhooks authenticate by signature instead. */
@@ -40,12 +47,14 @@ const TENANT_PATHS = ["/v1/orders"];
  */
 export function createApp(deps: AppDeps) {
   const { db, logger } = deps;
+  const metrics = deps.metrics ?? createMetrics();
   const app = createRouter();
   app.onError(createErrorHandler(logger));
   app.notFound(notFound);
 
   app.use(requestId());
   app.use(requestLog(logger));
+  app.use(requestMetrics(metrics));
   app.use(async function provideDb(c, next) {
     c.set("db", db);
     await next();
@@ -68,6 +77,13 @@ export function createApp(deps: AppDeps) {
     }
   });
 
+  // Prometheus text format; meant for the internal network: no tenant data, no auth.
+  app.get("/metrics", async (c) =>
+    c.body(await metrics.registry.metrics(), 200, {
+      "Content-Type": metrics.registry.contentType,
+    }),
+  );
+
   app.use(
     "/v1/*",
     bodyLimit({
@@ -86,7 +102,10 @@ export function createApp(deps: AppDeps) {
     tenantId: (c) => c.var.tenant.id,
     ttlMs: deps.config.IDEMPOTENCY_TTL_MS,
     waitMs: deps.config.IDEMPOTENCY_WAIT_MS,
-    onOutcome: (_c, event) => deps.onIdempotencyOutcome?.(event),
+    onOutcome: (_c, event) => {
+      metrics.observeIdempotency(event);
+      deps.onIdempotencyOutcome?.(event);
+    },
   });
 
   const orders = createRouter();

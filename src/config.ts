@@ -21,6 +21,10 @@ export const ConfigSchema = z.object({
   IDEMPOTENCY_WAIT_MS: nonNegativeInt.max(60_000).default(5000),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
+  /** How often the server deletes expired idempotency records; 0 leaves it to `npm run cleanup`. */
+  CLEANUP_INTERVAL_MS: nonNegativeInt.max(24 * 60 * 60 * 1000).default(60_000),
+  /** Records deleted per cleanup statement (one short transaction each). */
+  CLEANUP_BATCH_SIZE: positiveInt.max(100_000).default(1000),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

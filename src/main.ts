@@ -6,7 +6,9 @@ import { ConfigError, loadConfig } from "./config.js";
 import { openDatabase } from "./db/client.js";
 import { migrateDatabase } from "./db/migrate.js";
 import { resolveDatabase } from "./db/resolve.js";
+import { startCleanupJob } from "./idempotency/cleanup-job.js";
 import { createLogger } from "./logger.js";
+import { createMetrics } from "./metrics.js";
 import { ensureDemoTenant } from "./tenants/demo.js";
 
 /** The process: config → database → app → server, then graceful shutdown on SIGTERM/SIGINT. */
@@ -16,11 +18,12 @@ async function main() {
 
   const database = await resolveDatabase(config, logger);
   if (config.MIGRATE_ON_START) await migrateDatabase(database.url);
-  const { db, close } = openDatabase(database.url, { max: config.DATABASE_POOL_MAX });
+  const { db, close, poolStats } = openDatabase(database.url, { max: config.DATABASE_POOL_MAX });
   const demoApiKey = await ensureDemoTenant(db, config);
+  const metrics = createMetrics({ processMetrics: true, poolStats });
 
   let shuttingDown = false;
-  const app = createApp({ db, config, logger, isShuttingDown: () => shuttingDown });
+  const app = createApp({ db, config, logger, metrics, isShuttingDown: () => shuttingDown });
   const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }) as Server;
   await new Promise<void>((resolve, reject) => {
     server.once("listening", resolve);
@@ -30,6 +33,22 @@ async function main() {
   const baseUrl = `http://${config.HOST}:${port}`;
   logger.info({ url: baseUrl, database: database.description }, "listening");
   process.stderr.write(banner(baseUrl, database.description, demoApiKey));
+
+  // The cleanup job has a pool of its own: a run holds one connection for its lock and one for
+  // its batches, which then never wait behind (or take a connection from) request traffic.
+  const jobDatabase =
+    config.CLEANUP_INTERVAL_MS > 0
+      ? openDatabase(database.url, { max: 2, applicationName: "idempotent-payments-cleanup" })
+      : undefined;
+  const cleanup = jobDatabase
+    ? startCleanupJob({
+        database: jobDatabase,
+        intervalMs: config.CLEANUP_INTERVAL_MS,
+        batchSize: config.CLEANUP_BATCH_SIZE,
+        logger,
+        metrics,
+      })
+    : undefined;
 
   async function shutdown(signal: string) {
     if (shuttingDown) return;
@@ -42,9 +61,12 @@ async function main() {
     // close() stops accepting and waits for open connections; a keep-alive connection whose
     // request finishes during the drain goes idle and is closed on the next sweep.
     const sweep = setInterval(() => server.closeIdleConnections(), 50);
+    // The job stops after its batch in flight, while requests drain, and before its pool closes.
+    const jobStopped = cleanup?.stop().then(() => jobDatabase?.close());
     await new Promise<void>((resolve) => server.close(() => resolve()));
     clearInterval(sweep);
     clearTimeout(forced);
+    await jobStopped;
     await close();
     await database.stop();
     logger.info("stopped");
