@@ -20,6 +20,30 @@ export const DELETABLE_RECOVERY_POINTS = [STARTED, FINISHED] as const;
 const CLEANUP_LOCK_TIMEOUT_MS = 5000;
 
 /**
+ * Idle time after each full batch, as a multiple of the time the batch took: with 1 a backlog
+ * is worked through at most half of the time, and the pause grows by itself when a loaded
+ * database or process makes batches slower. Deleting flat out under a saturating create load
+ * raised the creates' p99 1.5× on the two-core benchmark machine; pausing as long as each batch
+ * took kept it at 1.04× and still deleted 14 000 records a second (docs/benchmarks.md), far
+ * above any rate at which records are created.
+ */
+const CLEANUP_PAUSE_RATIO = 1;
+
+/** Waits `ms`, or less if `signal` aborts meanwhile. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
  * The records cleanup may delete, in one place: past `expires_at`, no live lease (a multi-phase
  * request still running holds `locked_until` in the future), and at a recovery point with
  * nothing left to complete.
@@ -86,6 +110,11 @@ export interface CleanupOptions {
   onProgress?: (progress: CleanupProgress) => void;
   /** Stops the run between two batches (shutdown). */
   signal?: AbortSignal;
+  /**
+   * Idle time after each full batch as a multiple of the batch's duration. Default
+   * `CLEANUP_PAUSE_RATIO`; the benchmark compares it with 0.
+   */
+  pauseRatio?: number;
 }
 
 export interface CleanupResult extends CleanupProgress {
@@ -104,7 +133,8 @@ export interface CleanupResult extends CleanupProgress {
  * own, in the two-integer space, so it never meets a request's key lock) on a connection it
  * reserves from the pool for its duration, and a second runner finds the lock taken and returns
  * `skipped` at once. The batches run on the pool's other connections, each in a transaction of
- * its own, so no transaction outlives a batch and a crash loses at most the batch in flight.
+ * its own, so no transaction outlives a batch and a crash loses at most the batch in flight;
+ * after each full batch the run pauses as long as the batch took, leaving the CPUs to traffic.
  * Correctness does not rest on the run lock: SKIP LOCKED alone keeps two runners from deleting
  * a record twice or waiting on each other; the lock keeps the work in one place. The pool must
  * therefore have at least two connections.
@@ -134,6 +164,7 @@ export async function runCleanup(
       options.onProgress?.({ ...progress });
       for (;;) {
         if (options.signal?.aborted) return finish("aborted");
+        const batchStarted = performance.now();
         const deleted = await database.db.transaction(async (tx) => {
           await tx.execute(
             sql`SELECT set_config('lock_timeout', ${`${CLEANUP_LOCK_TIMEOUT_MS}ms`}, true)`,
@@ -148,6 +179,8 @@ export async function runCleanup(
         // A short batch means fewer rows matched than asked: what is left is locked by live
         // requests or expires later, and the next run picks it up.
         if (deleted < options.batchSize) return finish("completed");
+        const pauseRatio = options.pauseRatio ?? CLEANUP_PAUSE_RATIO;
+        await pause((performance.now() - batchStarted) * pauseRatio, options.signal);
       }
     } finally {
       // Should this fail, the connection is broken, and PostgreSQL released the lock with it.
