@@ -1,4 +1,5 @@
-import { execFile, spawnSync } from "node:child_process";
+import { execFile, spawn, spawnSync } from "node:child_process";
+import { once } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
@@ -260,6 +261,33 @@ describe("npm run cleanup", () => {
       expect(await deletableLeft(tenant.id)).toBe(0);
     },
   );
+
+  it("stops after the batch in flight on Ctrl-C and still prints what it did", async () => {
+    const { tenant } = await createTestTenant(db(), "cli-int");
+    await insertRecords(db(), tenant.id, { count: 50_000, expiresInSeconds: -1 });
+    const child = spawn(process.execPath, ["--import", "tsx", "src/idempotency/cleanup-cli.ts"], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, DATABASE_URL: priv.url, LOG_LEVEL: "warn", CLEANUP_BATCH_SIZE: "10" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+    });
+    const exited = once(child, "exit");
+    await until(async () => (await deletableLeft(tenant.id)) < 50_000, "deleting started");
+    child.kill("SIGINT");
+    const [code] = (await exited) as [number | null];
+    expect(code).toBe(0);
+    const match = /^cleanup aborted: deleted (\d+) expired records in (\d+) batches/.exec(stdout);
+    expect(match, stdout).not.toBeNull();
+    const left = await deletableLeft(tenant.id);
+    expect(left).toBeGreaterThan(0);
+    expect(Number(match?.[1])).toBe(50_000 - left);
+    expect((await cleanupCli({ CLEANUP_BATCH_SIZE: "10000" })).stdout).toContain(
+      `deleted ${left} expired records`,
+    );
+  });
 
   it("exits 0 without deleting when another runner holds the cleanup lock", async () => {
     const { tenant } = await createTestTenant(db(), "cli-skip");
