@@ -104,7 +104,7 @@ export async function runHttp(spec: HttpRequestSpec, options: HttpLoadOptions): 
   const statuses = new Map<number, number>();
   let responses = 0;
 
-  const request: autocannon.RequestSpec = {
+  const request: autocannon.Request = {
     method: spec.method,
     path: spec.path,
     headers: spec.headers ?? {},
@@ -116,41 +116,47 @@ export async function runHttp(spec: HttpRequestSpec, options: HttpLoadOptions): 
     // connection's context carries the key to that request's response (one in flight each).
     request.setupRequest = (next, context) => {
       const key = keys.next();
-      context.key = key;
+      (context as { key?: string }).key = key;
       return { ...next, headers: { ...next.headers, "idempotency-key": key } };
     };
   }
   if (keys || check) {
     request.onResponse = (status, body, context, headers) => {
-      const key = context.key as string | undefined;
+      const key = (context as { key?: string }).key;
       if (key !== undefined) keys?.answered(key, status);
-      const header = (name: string) => headerValue(headers, name);
+      const header = (name: string) => headerValue(headers ?? {}, name);
       const problem = check?.({ ...(key === undefined ? {} : { key }), status, body, header });
       if (problem) problems.add(problem);
     };
   }
 
-  const instance = autocannon({
-    url: `${options.baseUrl}${spec.path}`,
-    connections: options.connections,
-    duration: options.seconds,
-    requests: [request],
+  let instance: autocannon.Instance | undefined;
+  const finished = new Promise<autocannon.Result>((resolve, reject) => {
+    instance = autocannon(
+      {
+        url: `${options.baseUrl}${spec.path}`,
+        connections: options.connections,
+        duration: options.seconds,
+        requests: [request],
+      },
+      (error, result) => (error ? reject(error) : resolve(result)),
+    );
   });
-  instance.on("response", (_client: unknown, status: number, _bytes: number, ms: number) => {
+  instance?.on("response", (_client, status, _bytes, ms) => {
     responses += 1;
     statuses.set(status, (statuses.get(status) ?? 0) + 1);
     if (options.sampleLatency) latencies.push(ms);
     if (status !== spec.expectStatus)
       problems.add(`HTTP ${status} (expected ${spec.expectStatus})`);
   });
-  const result = await instance;
+  const result = await finished;
   if (result.errors > 0) {
     problems.add(`connection error or timeout (${result.timeouts} timeouts)`, result.errors);
   }
   return { responses, elapsedSeconds: result.duration, latencies, statuses, problems };
 }
 
-function headerValue(headers: autocannon.ResponseHeaders, name: string): string | undefined {
+function headerValue(headers: NonNullable<autocannon.Request["headers"]>, name: string) {
   for (const [key, value] of Object.entries(headers)) {
     if (key.toLowerCase() === name) return Array.isArray(value) ? value.join(", ") : value;
   }

@@ -5,6 +5,7 @@ import type { Config } from "./config.js";
 import type { Database } from "./db/client.js";
 import { registerCheckLiveness } from "./health/check-liveness.js";
 import { registerCheckReadiness } from "./health/check-readiness.js";
+import { registerScrapeMetrics } from "./health/scrape-metrics.js";
 import { bearerTenantAuth } from "./http/auth.js";
 import type { AppEnv } from "./http/env.js";
 import { ApiError } from "./http/errors.js";
@@ -12,11 +13,13 @@ import { isJsonMediaType } from "./http/media-type.js";
 import { documentApi } from "./http/openapi-document.js";
 import { createErrorHandler, notFound } from "./http/problem.js";
 import { requestLog } from "./http/request-log.js";
+import { requestMetrics } from "./http/request-metrics.js";
 import { createRouter } from "./http/router.js";
 import { type IdempotencyEvent, idempotency } from "./idempotency/middleware.js";
 import { phasedIdempotency } from "./idempotency/phased.js";
 import { ReplayCache } from "./idempotency/replay-cache.js";
 import type { Logger } from "./logger.js";
+import { createMetrics, type Metrics } from "./metrics.js";
 import { registerCancelOrder } from "./orders/cancel-order.js";
 import { registerCreateOrder } from "./orders/create-order.js";
 import { registerGetOrder } from "./orders/get-order.js";
@@ -40,8 +43,13 @@ export interface AppDeps {
   provider: PaymentProvider;
   /** True once shutdown began: readiness fails so load balancers stop sending traffic. */
   isShuttingDown?: () => boolean;
-  /** Observes every idempotency outcome (metrics). */
+  /** Observes every idempotency outcome, besides the metrics. */
   onIdempotencyOutcome?: (event: IdempotencyEvent) => void;
+  /**
+   * The registry `/metrics` serves and this app feeds. Default: a fresh one without process
+   * metrics, so each app built in a test has numbers of its own.
+   */
+  metrics?: Metrics;
 }
 
 /** Resource paths behind API-key auth; webhooks authenticate by signature instead. */
@@ -53,12 +61,14 @@ const TENANT_PATHS = ["/v1/orders", "/v1/payments", "/v1/refunds"];
  */
 export function createApp(deps: AppDeps) {
   const { db, logger } = deps;
+  const metrics = deps.metrics ?? createMetrics();
   const app = createRouter();
   app.onError(createErrorHandler(logger));
   app.notFound(notFound);
 
   app.use(requestId());
   app.use(requestLog(logger));
+  app.use(requestMetrics(metrics));
   app.use(async function provideDb(c, next) {
     c.set("db", db);
     await next();
@@ -66,6 +76,8 @@ export function createApp(deps: AppDeps) {
 
   registerCheckLiveness(app);
   registerCheckReadiness(app, { db, logger, isShuttingDown: deps.isShuttingDown });
+
+  registerScrapeMetrics(app, metrics);
 
   app.use("/v1/*", limitBody);
   app.use("/v1/*", requireJsonBody);
@@ -77,7 +89,10 @@ export function createApp(deps: AppDeps) {
     tenantId: (c: Context<AppEnv>) => c.var.tenant.id,
     ttlMs: deps.config.IDEMPOTENCY_TTL_MS,
     waitMs: deps.config.IDEMPOTENCY_WAIT_MS,
-    onOutcome: (_c: Context<AppEnv>, event: IdempotencyEvent) => deps.onIdempotencyOutcome?.(event),
+    onOutcome: (_c: Context<AppEnv>, event: IdempotencyEvent) => {
+      metrics.observeIdempotency(event);
+      deps.onIdempotencyOutcome?.(event);
+    },
     cache:
       deps.config.IDEMPOTENCY_CACHE_BYTES > 0
         ? new ReplayCache(deps.config.IDEMPOTENCY_CACHE_BYTES)

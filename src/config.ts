@@ -22,6 +22,19 @@ export const ConfigSchema = z.object({
   IDEMPOTENCY_CACHE_BYTES: nonNegativeInt.default(16 * 1024 * 1024),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   SHUTDOWN_TIMEOUT_MS: positiveInt.default(10_000),
+  /**
+   * Time between the end of one cleanup run of the server and the start of the next; 0 leaves
+   * retention to `npm run cleanup`. A minute: an expired record is already treated as new, so
+   * deleting it sooner only saves disk, and a minute's worth of expiries is a run of a few
+   * batches.
+   */
+  CLEANUP_INTERVAL_MS: nonNegativeInt.max(24 * 60 * 60 * 1000).default(60_000),
+  /**
+   * Records deleted per cleanup statement, each its own transaction. A thousand take a few
+   * milliseconds, which bounds how long a request re-executing a key being deleted can wait for
+   * that batch, and a million-record backlog is still only a thousand statements.
+   */
+  CLEANUP_BATCH_SIZE: positiveInt.max(100_000).default(1000),
   STRIPE_SECRET_KEY: z
     .string()
     .regex(

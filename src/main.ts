@@ -6,8 +6,10 @@ import { ConfigError, loadConfig } from "./config.js";
 import { openDatabase } from "./db/client.js";
 import { migrateDatabase } from "./db/migrate.js";
 import { resolveDatabase } from "./db/resolve.js";
+import { startCleanupJob } from "./idempotency/cleanup-job.js";
 import { startCompleter } from "./jobs/completer.js";
 import { createLogger } from "./logger.js";
+import { createMetrics } from "./metrics.js";
 import { resolveProvider } from "./provider/resolve.js";
 import { ensureDemoTenant } from "./tenants/demo.js";
 
@@ -18,8 +20,9 @@ async function main() {
 
   const database = await resolveDatabase(config, logger);
   if (config.MIGRATE_ON_START) await migrateDatabase(database.url);
-  const { db, close } = openDatabase(database.url, { max: config.DATABASE_POOL_MAX });
+  const { db, close, poolStats } = openDatabase(database.url, { max: config.DATABASE_POOL_MAX });
   const demoApiKey = await ensureDemoTenant(db, config);
+  const metrics = createMetrics({ processMetrics: true, poolStats });
 
   const payments = await resolveProvider(config, logger);
 
@@ -28,6 +31,7 @@ async function main() {
     db,
     config,
     logger,
+    metrics,
     provider: payments.provider,
     isShuttingDown: () => shuttingDown,
   });
@@ -59,6 +63,22 @@ async function main() {
   );
   process.stderr.write(banner(baseUrl, database.description, payments.description, demoApiKey));
 
+  // The cleanup job has a pool of its own: a run holds one connection for its lock and one for
+  // its batches, which then never wait behind (or take a connection from) request traffic.
+  const jobDatabase =
+    config.CLEANUP_INTERVAL_MS > 0
+      ? openDatabase(database.url, { max: 2, applicationName: "idempotent-payments-cleanup" })
+      : undefined;
+  const cleanup = jobDatabase
+    ? startCleanupJob({
+        database: jobDatabase,
+        intervalMs: config.CLEANUP_INTERVAL_MS,
+        batchSize: config.CLEANUP_BATCH_SIZE,
+        logger,
+        metrics,
+      })
+    : undefined;
+
   async function shutdown(signal: string) {
     if (shuttingDown) return;
     shuttingDown = true;
@@ -70,10 +90,13 @@ async function main() {
     // close() stops accepting and waits for open connections; a keep-alive connection whose
     // request finishes during the drain goes idle and is closed on the next sweep.
     const sweep = setInterval(() => server.closeIdleConnections(), 50);
+    // The job stops after its batch in flight, while requests drain, and before its pool closes.
+    const jobStopped = cleanup?.stop().then(() => jobDatabase?.close());
     await new Promise<void>((resolve) => server.close(() => resolve()));
     clearInterval(sweep);
     clearTimeout(forced);
     await stopCompleter();
+    await jobStopped;
     await close();
     await payments.stop();
     await database.stop();

@@ -8,10 +8,28 @@ export type Transaction = Parameters<Parameters<Database["transaction"]>[0]>[0];
 /** What query functions take: the pool, or the transaction of the request they serve. */
 export type Executor = Database | Transaction;
 
+/**
+ * What the pool is doing, as far as this process can tell. postgres.js exposes no pool
+ * statistics, so transactions are counted on their way through `begin`: a transaction holds
+ * one connection from its BEGIN to its COMMIT, and every idempotent request is one (or, for
+ * multi-phase requests, several in turn). Single statements outside a transaction (an API key
+ * lookup, a GET, the readiness probe) hold a connection for one round trip and are not counted.
+ */
+export interface PoolStats {
+  /** The configured pool size. */
+  max: number;
+  /** Transactions holding a connection now. */
+  activeTransactions: number;
+  /** Transactions waiting for a free connection. */
+  waitingTransactions: number;
+}
+
 export interface DatabaseHandle {
   db: Database;
-  /** The underlying postgres.js pool, for pool statistics and shutdown. */
+  /** The underlying postgres.js pool, for reserved connections and shutdown. */
   client: postgres.Sql;
+  /** A snapshot of the pool's use. */
+  poolStats(): PoolStats;
   close(): Promise<void>;
 }
 
@@ -24,18 +42,25 @@ export interface DatabaseOptions {
 
 /** Opens a postgres.js pool wrapped in drizzle. Nothing connects until the first query. */
 export function openDatabase(url: string, options: DatabaseOptions = {}): DatabaseHandle {
-  const client = postgres(url, {
+  const pool = postgres(url, {
     max: options.max ?? 10,
     connect_timeout: 10,
     idle_timeout: 60,
     onnotice: () => {},
     connection: { application_name: options.applicationName ?? "idempotent-payments" },
   });
+  const stats = { active: 0, waiting: 0 };
+  const client = countTransactions(pool, stats);
   const db = drizzle(preparedStatements(client), { schema });
   return {
     db,
     client,
-    close: () => client.end({ timeout: 5 }),
+    poolStats: () => ({
+      max: pool.options.max,
+      activeTransactions: stats.active,
+      waitingTransactions: stats.waiting,
+    }),
+    close: () => pool.end({ timeout: 5 }),
   };
 }
 
@@ -69,5 +94,37 @@ function preparedStatements<T extends postgres.Sql | postgres.TransactionSql>(sq
       }
       return typeof value === "function" ? value.bind(target) : value;
     },
+  });
+}
+
+/**
+ * The pool with `begin` wrapped: a transaction waits until postgres.js has a connection and has
+ * sent BEGIN on it, then runs its callback, which is when it holds the connection.
+ */
+function countTransactions(
+  pool: postgres.Sql,
+  stats: { active: number; waiting: number },
+): postgres.Sql {
+  const begin = (...args: unknown[]) => {
+    const callback = args.pop() as (tx: postgres.TransactionSql) => unknown;
+    let entered = false;
+    stats.waiting++;
+    const counted = async (tx: postgres.TransactionSql) => {
+      entered = true;
+      stats.waiting--;
+      stats.active++;
+      try {
+        return await callback(tx);
+      } finally {
+        stats.active--;
+      }
+    };
+    return (pool.begin as (...a: unknown[]) => Promise<unknown>)(...args, counted).finally(() => {
+      if (!entered) stats.waiting--;
+    });
+  };
+  return new Proxy(pool, {
+    get: (target, property, receiver) =>
+      property === "begin" ? begin : Reflect.get(target, property, receiver),
   });
 }

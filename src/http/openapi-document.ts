@@ -93,7 +93,7 @@ const TAGS = [
   {
     name: "Operations",
     description:
-      "For running the service: probes, this document and its reference page. " +
+      "For running the service: probes, metrics, this document and its reference page. " +
       "No API key needed.",
   },
 ] as const;

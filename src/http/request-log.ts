@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
-import { routePath } from "hono/route";
 import type { Logger } from "../logger.js";
 import type { AppEnv } from "./env.js";
+import { routeOf } from "./route.js";
 
 /** The first 16 hex digits of the key's SHA-256: enough to correlate, useless to replay. */
 export function keyHash(key: string): string {
@@ -20,7 +20,7 @@ export function requestLog(logger: Logger): MiddlewareHandler<AppEnv> {
         request_id: c.var.requestId,
         tenant_id: c.var.tenant?.id,
         method: c.req.method,
-        route: routePath(c, -1),
+        route: routeOf(c),
         status: c.res.status,
         duration_ms: Math.round((performance.now() - started) * 10) / 10,
         idempotency: c.var.idempotencyOutcome,

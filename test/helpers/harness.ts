@@ -51,11 +51,14 @@ export const TEST_PROVIDER = {
 export function testApp(
   db: Database,
   config: Partial<AppDeps["config"]> = {},
-  options: { providerUrl?: string; provider?: PaymentProvider } = {},
+  options: Partial<Pick<AppDeps, "provider" | "logger" | "metrics">> & {
+    providerUrl?: string;
+  } = {},
 ) {
   return createApp({
     db,
-    logger: silentLogger,
+    logger: options.logger ?? silentLogger,
+    metrics: options.metrics,
     provider:
       options.provider ??
       stripeProvider({ ...TEST_PROVIDER, apiUrl: options.providerUrl ?? "http://127.0.0.1:9" }),
@@ -199,13 +202,20 @@ export async function holdTenantRow(db: Database, tenantId: string) {
       release();
       await done;
     },
-    /** Resolves once `n` transactions wait for this lock. */
+    /**
+     * Resolves once `n` transactions wait for this lock, directly or behind one that does (a
+     * duplicate request waits for the first request's key, which waits for this row).
+     */
     async blocked(n: number, timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const [row] = await db.execute<{ n: number }>(sql`
-          SELECT count(*)::int AS n FROM pg_stat_activity
-          WHERE ${holderPid}::int = ANY(pg_blocking_pids(pid))`);
+          WITH RECURSIVE waiting(pid) AS (
+            SELECT ${holderPid}::int
+            UNION
+            SELECT a.pid FROM pg_stat_activity a JOIN waiting w ON w.pid = ANY(pg_blocking_pids(a.pid))
+          )
+          SELECT (count(*) - 1)::int AS n FROM waiting`);
         if ((row?.n ?? 0) >= n) return;
         if (Date.now() > deadline)
           throw new Error(`expected ${n} transactions to wait for the lock`);

@@ -29,6 +29,9 @@ export async function startServer(env: Record<string, string>): Promise<ServerPr
       HOST: "127.0.0.1",
       LOG_LEVEL: "info",
       MIGRATE_ON_START: "false",
+      // Suites share the run's database: a server's cleanup would delete other suites' expired
+      // records under them. Suites about the job turn it on.
+      CLEANUP_INTERVAL_MS: "0",
       ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
