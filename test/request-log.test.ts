@@ -1,6 +1,5 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { createApp } from "../src/app.js";
 import { createLogger } from "../src/logger.js";
 import {
   apiClient,

@@ -8,7 +8,7 @@ import { type AppDeps, createApp } from "../../src/app.js";
 import { type Database, type DatabaseHandle, openDatabase } from "../../src/db/client.js";
 import { idempotencyKeys, orderItems, orders } from "../../src/db/schema.js";
 import { ERRORS, type ErrorCode, PROBLEM_TYPE_BASE } from "../../src/http/errors.js";
-import { type PaymentProvider, stripeProvider } from "../../src/provider/stripe-provider.js";
+import { stripeProvider } from "../../src/provider/stripe-provider.js";
 import { createTenant } from "../../src/tenants/tenants.queries.js";
 import { OpenApiValidator } from "./openapi-validator.js";
 
