@@ -5,12 +5,20 @@ import { ApiError, type ErrorCode, problemBody } from "./errors.js";
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
 
-/** Writes an ApiError as an `application/problem+json` response. */
+/**
+ * Writes an ApiError as an `application/problem+json` response. Built from scratch rather than
+ * through `c.body`: Hono keeps the headers a handler passed to `c.json` on the context, and a
+ * problem must not inherit a success's `Location`.
+ */
 export function problemResponse(c: Context, error: ApiError): Response {
-  const body = problemBody(error, c.get("requestId") ?? "unknown");
-  return c.body(JSON.stringify(body), error.status, {
-    ...error.headers,
-    "Content-Type": PROBLEM_CONTENT_TYPE,
+  const requestId = c.get("requestId") ?? "unknown";
+  return new Response(JSON.stringify(problemBody(error, requestId)), {
+    status: error.status,
+    headers: {
+      ...error.headers,
+      "Content-Type": PROBLEM_CONTENT_TYPE,
+      ...(c.get("requestId") ? { "X-Request-Id": requestId } : {}),
+    },
   });
 }
 
@@ -28,6 +36,9 @@ function fromHttpException(error: HTTPException): ApiError {
 /** The app's one error handler: ApiErrors as they are, Hono's errors mapped, the rest 500. */
 export function createErrorHandler(logger: Logger): ErrorHandler {
   return function onError(error, c) {
+    // A middleware may fail after its handler answered (the idempotency layer's COMMIT): drop
+    // that answer, or Hono would copy its headers (a Location, say) onto the problem.
+    c.res = undefined;
     if (error instanceof ApiError) return problemResponse(c, error);
     if (error instanceof HTTPException) return problemResponse(c, fromHttpException(error));
     logger.error({ err: error, request_id: c.get("requestId") }, "unhandled error");

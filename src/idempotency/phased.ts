@@ -266,7 +266,6 @@ export function phasedIdempotency<E extends Env & { Variables: IdempotencyVariab
     }
     if (c.error instanceof LeaseLost) {
       // A newer attempt owns the key and will store the outcome; the client gets it by retrying.
-      c.res = undefined;
       throw inProgress();
     }
     if (execution.finalResponse) {

@@ -55,11 +55,14 @@ export function pgErrorCode(error: unknown): string | undefined {
  * of every idempotent transaction. The claim is the key's transaction-scoped advisory lock,
  * which makes concurrent requests with one key run one at a time.
  *
- * The common case costs one round trip: a non-blocking `pg_try_advisory_xact_lock` and the
- * lookup are pipelined (two statements, so the lookup's snapshot is taken after the lock is
- * held). When another transaction holds the key, it waits at most `waitMs` (PostgreSQL's
- * `lock_timeout`, set for that wait only, so the business writes after it keep the session's
- * setting) and looks again once the holder committed or rolled back.
+ * A non-blocking `pg_try_advisory_xact_lock` comes first, so a free key costs no wait. When
+ * another transaction holds the key, it waits at most `waitMs` (PostgreSQL's `lock_timeout`,
+ * set for that wait only, so the business writes after it keep the session's setting).
+ *
+ * The lookup is its own statement, sent only once the lock is held: in READ COMMITTED a
+ * statement's snapshot is taken when it starts, so a lookup that started before the lock was
+ * granted could miss the record the previous holder just committed. (Pipelining the two through
+ * drizzle is not safe either: drizzle's async query path does not keep their order.)
  *
  * @throws KeyLockTimeout when another transaction still holds the key after `waitMs`
  */
@@ -68,13 +71,10 @@ export async function claimKey(
   ref: KeyRef,
   waitMs: number,
 ): Promise<{ record: FoundRecord | undefined; waitedMs: number }> {
-  const [[lock], record] = await Promise.all([
-    tx.execute<{ locked: boolean }>(
-      sql`SELECT pg_try_advisory_xact_lock(${keyLockId(ref)}) AS locked`,
-    ),
-    findRecord(tx, ref),
-  ]);
-  if (lock?.locked) return { record, waitedMs: 0 };
+  const [lock] = await tx.execute<{ locked: boolean }>(
+    sql`SELECT pg_try_advisory_xact_lock(${keyLockId(ref)}) AS locked`,
+  );
+  if (lock?.locked) return { record: await findRecord(tx, ref), waitedMs: 0 };
   if (waitMs <= 0) throw new KeyLockTimeout();
   const started = performance.now();
   await tx.execute(sql`SELECT set_config('lock_timeout', ${`${Math.ceil(waitMs)}ms`}, true)`);

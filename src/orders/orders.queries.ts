@@ -26,22 +26,19 @@ export async function insertOrder(
     unitAmount: item.unit_amount,
     amount: item.quantity * item.unit_amount,
   }));
-  // Pipelined: PostgreSQL runs them in order, so the items' foreign key finds the order.
-  const [[order], items] = await Promise.all([
-    tx
-      .insert(orders)
-      .values({
-        tenantId,
-        id,
-        status: "pending",
-        currency: input.currency,
-        amountTotal: lines.reduce((sum, line) => sum + line.amount, 0),
-        customerEmail: input.customer_email ?? null,
-        metadata: input.metadata ?? {},
-      })
-      .returning(),
-    tx.insert(orderItems).values(lines).returning(),
-  ]);
+  const [order] = await tx
+    .insert(orders)
+    .values({
+      tenantId,
+      id,
+      status: "pending",
+      currency: input.currency,
+      amountTotal: lines.reduce((sum, line) => sum + line.amount, 0),
+      customerEmail: input.customer_email ?? null,
+      metadata: input.metadata ?? {},
+    })
+    .returning();
+  const items = await tx.insert(orderItems).values(lines).returning();
   if (!order) throw new Error("order insert returned no row");
   return { order, items };
 }
