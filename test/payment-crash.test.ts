@@ -2,7 +2,13 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { apiClient, createTestTenant, newKey, useDatabase } from "./helpers/harness.js";
+import {
+  apiClient,
+  createTestTenant,
+  holdRowLock,
+  newKey,
+  useDatabase,
+} from "./helpers/harness.js";
 import { eventually, PAYABLE_ORDER, paymentRows, recordOf } from "./helpers/payments.js";
 import { REPO_ROOT, type ServerProcess, startServer } from "./helpers/server-process.js";
 import { type SimulatorProcess, startSimulator } from "./helpers/simulator-process.js";
@@ -32,35 +38,14 @@ beforeAll(async () => {
 });
 afterAll(() => sim.stop());
 
-/** Locks a payment row so the request's last phase blocks on it, after the provider call. */
+/** Locks the tenant's payment row: the request's last phase blocks on it, after the provider call. */
 async function holdPaymentRow(tenantId: string) {
-  let release: () => void = () => {};
-  const released = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  let locked: (pid: number) => void = () => {};
-  const holder = new Promise<number>((resolve) => {
-    locked = resolve;
-  });
-  const done = db.transaction(async (tx) => {
-    const [row] = await tx.execute<{ pid: number }>(sql`
-      SELECT pg_backend_pid() AS pid FROM payments WHERE tenant_id = ${tenantId} FOR UPDATE`);
-    locked(row?.pid ?? 0);
-    await released;
-  });
-  const pid = await holder;
-  await eventually(
-    async () =>
-      (
-        await db.execute<{ n: number }>(sql`
-          SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${pid}::int = ANY(pg_blocking_pids(pid))`)
-      )[0]?.n ?? 0,
-    (n) => n >= 1,
+  const hold = await holdRowLock(
+    db,
+    sql`SELECT pg_backend_pid() AS pid FROM payments WHERE tenant_id = ${tenantId} FOR UPDATE`,
   );
-  return async () => {
-    release();
-    await done;
-  };
+  await hold.blocked(1);
+  return hold.release;
 }
 
 /** Pays an order on `server` and kills it while the charge's outcome is being recorded. */

@@ -2,7 +2,7 @@ import { and, eq, sql } from "drizzle-orm";
 import Stripe from "stripe";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { webhookEvents } from "../src/db/schema.js";
-import { apiClient, expectedProblem, newKey, useDatabase } from "./helpers/harness.js";
+import { apiClient, expectedProblem, holdRowLock, newKey, useDatabase } from "./helpers/harness.js";
 import { eventually, PAYABLE_ORDER, paymentRows, startPaymentsWorld } from "./helpers/payments.js";
 
 /** Provider events: verified by signature, applied once, in any order with the API's answers. */
@@ -33,25 +33,12 @@ async function newOrder(): Promise<string> {
  * request stays in flight, after the provider answered, until `release`.
  */
 async function holdRecord(key: string) {
-  let release: () => void = () => {};
-  const released = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  let locked: () => void = () => {};
-  const isLocked = new Promise<void>((resolve) => {
-    locked = resolve;
-  });
-  const done = db.transaction(async (tx) => {
-    await tx.execute(sql`SELECT 1 FROM idempotency_keys
-      WHERE tenant_id = ${me.tenant.id} AND key = ${key} FOR UPDATE`);
-    locked();
-    await released;
-  });
-  await isLocked;
-  return async () => {
-    release();
-    await done;
-  };
+  const hold = await holdRowLock(
+    db,
+    sql`SELECT pg_backend_pid() AS pid FROM idempotency_keys
+      WHERE tenant_id = ${me.tenant.id} AND key = ${key} FOR UPDATE`,
+  );
+  return hold.release;
 }
 
 async function eventsApplied(eventType: string) {

@@ -143,6 +143,25 @@ export class Execution {
   }
 }
 
+/**
+ * Drives an execution from wherever its record stopped to its final response: the step for its
+ * recovery point, then the next, until a phase stores the response. `steps` has one entry per
+ * recovery point before `finished`, so a missing step is a type error.
+ */
+export async function drive<Point extends string>(
+  execution: Execution,
+  steps: Record<Point, () => Promise<unknown>>,
+): Promise<StoredResponse> {
+  while (!execution.finalResponse) {
+    const step = (steps as Record<string, (() => Promise<unknown>) | undefined>)[
+      execution.recoveryPoint
+    ];
+    if (!step) throw new Error(`no step from recovery point ${execution.recoveryPoint}`);
+    await step();
+  }
+  return execution.finalResponse;
+}
+
 function serialise(response: PhaseResponse): StoredResponse {
   return {
     status: response.status,

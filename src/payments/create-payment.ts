@@ -11,9 +11,9 @@ import {
   WRITE_ERRORS,
 } from "../http/openapi.js";
 import type { Router } from "../http/router.js";
-import type { Execution, PhaseStep } from "../idempotency/phased.js";
+import { drive, type Execution, type PhaseStep } from "../idempotency/phased.js";
 import { sendStored } from "../idempotency/request.js";
-import { FINISHED, STARTED, type StoredResponse } from "../idempotency/store.js";
+import { STARTED, type StoredResponse } from "../idempotency/store.js";
 import { lockOrderRow } from "../orders/orders.queries.js";
 import type { ChargeOutcome, PaymentProvider } from "../provider/stripe-provider.js";
 import {
@@ -33,7 +33,6 @@ import {
 
 /** Recovery point: the payment row exists (`processing`); the provider may have been called. */
 export const PAYMENT_CREATED = "payment_created";
-type PaymentRecoveryPoint = typeof STARTED | typeof PAYMENT_CREATED | typeof FINISHED;
 
 /**
  * `Retry-After` when the provider's answer is unknown. Two seconds lets a brief network blip
@@ -101,30 +100,18 @@ export function registerCreatePayment(
  * handler on a first request or a retry, and the completer for a client that never came back
  * (which has no request body, and needs none past the first phase).
  */
-export async function runCreatePayment(
+export function runCreatePayment(
   execution: Execution,
   deps: PaymentDeps,
   input?: CreatePaymentBody,
 ): Promise<StoredResponse> {
-  for (;;) {
-    const point = execution.recoveryPoint as PaymentRecoveryPoint;
-    switch (point) {
-      case STARTED:
-        if (!input) throw new Error("a payment cannot start without its request body");
-        await execution.phase((tx) => startPayment(tx, execution, input));
-        break;
-      case PAYMENT_CREATED:
-        await chargePayment(execution, deps);
-        break;
-      case FINISHED:
-        if (!execution.finalResponse) throw new Error("finished without a response");
-        return execution.finalResponse;
-      default: {
-        const unexpected: never = point;
-        throw new Error(`payment at unknown recovery point ${String(unexpected)}`);
-      }
-    }
-  }
+  return drive<typeof STARTED | typeof PAYMENT_CREATED>(execution, {
+    [STARTED]: () => {
+      if (!input) throw new Error("a payment cannot start without its request body");
+      return execution.phase((tx) => startPayment(tx, execution, input));
+    },
+    [PAYMENT_CREATED]: () => chargePayment(execution, deps),
+  });
 }
 
 /** Phase 1: lock the order, check it can be paid, create the `processing` payment. */

@@ -11,9 +11,9 @@ import {
   WRITE_ERRORS,
 } from "../http/openapi.js";
 import type { Router } from "../http/router.js";
-import type { Execution, PhaseStep } from "../idempotency/phased.js";
+import { drive, type Execution, type PhaseStep } from "../idempotency/phased.js";
 import { sendStored } from "../idempotency/request.js";
-import { FINISHED, STARTED, type StoredResponse } from "../idempotency/store.js";
+import { STARTED, type StoredResponse } from "../idempotency/store.js";
 import { type PaymentDeps, providerUnavailable } from "../payments/create-payment.js";
 import { findPayment } from "../payments/payments.queries.js";
 import type { RefundOutcome } from "../provider/stripe-provider.js";
@@ -35,7 +35,6 @@ import {
 
 /** Recovery point: the refund row exists (`pending`, its amount reserved); the provider may have been called. */
 export const REFUND_CREATED = "refund_created";
-type RefundRecoveryPoint = typeof STARTED | typeof REFUND_CREATED | typeof FINISHED;
 
 export const createRefundRoute = createRoute({
   method: "post",
@@ -85,30 +84,18 @@ export function registerCreateRefund(
 }
 
 /** Drives a refund request from wherever its record stopped to its final response. */
-export async function runCreateRefund(
+export function runCreateRefund(
   execution: Execution,
   deps: PaymentDeps,
   input?: CreateRefundBody,
 ): Promise<StoredResponse> {
-  for (;;) {
-    const point = execution.recoveryPoint as RefundRecoveryPoint;
-    switch (point) {
-      case STARTED:
-        if (!input) throw new Error("a refund cannot start without its request body");
-        await execution.phase((tx) => startRefund(tx, execution, input));
-        break;
-      case REFUND_CREATED:
-        await sendRefund(execution, deps);
-        break;
-      case FINISHED:
-        if (!execution.finalResponse) throw new Error("finished without a response");
-        return execution.finalResponse;
-      default: {
-        const unexpected: never = point;
-        throw new Error(`refund at unknown recovery point ${String(unexpected)}`);
-      }
-    }
-  }
+  return drive<typeof STARTED | typeof REFUND_CREATED>(execution, {
+    [STARTED]: () => {
+      if (!input) throw new Error("a refund cannot start without its request body");
+      return execution.phase((tx) => startRefund(tx, execution, input));
+    },
+    [REFUND_CREATED]: () => sendRefund(execution, deps),
+  });
 }
 
 /** Phase 1: lock the payment, check what remains refundable, reserve the amount. */

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { count, eq, sql } from "drizzle-orm";
+import { count, eq, type SQL, sql } from "drizzle-orm";
 import { pino } from "pino";
 import { afterAll, expect, inject } from "vitest";
 import { type AppDeps, createApp } from "../../src/app.js";
@@ -181,7 +181,18 @@ export function expectedProblem(code: ErrorCode, extra: Record<string, unknown> 
  * every create of this tenant blocks mid-transaction (after claiming its key) until `release`:
  * a way to hold a real request in flight without any test hook in the server.
  */
-export async function holdTenantRow(db: Database, tenantId: string) {
+export function holdTenantRow(db: Database, tenantId: string) {
+  return holdRowLock(
+    db,
+    sql`SELECT pg_backend_pid() AS pid FROM tenants WHERE id = ${tenantId} FOR UPDATE`,
+  );
+}
+
+/**
+ * Runs `lockingSelect` (which must select `pg_backend_pid() AS pid` and lock rows, `FOR UPDATE`)
+ * in a transaction held open until `release`.
+ */
+export async function holdRowLock(db: Database, lockingSelect: SQL) {
   let release: () => void = () => {};
   const released = new Promise<void>((resolve) => {
     release = resolve;
@@ -191,8 +202,7 @@ export async function holdTenantRow(db: Database, tenantId: string) {
     locked = resolve;
   });
   const done = db.transaction(async (tx) => {
-    const [row] = await tx.execute<{ pid: number }>(sql`
-      SELECT pg_backend_pid() AS pid FROM tenants WHERE id = ${tenantId} FOR UPDATE`);
+    const [row] = await tx.execute<{ pid: number }>(lockingSelect);
     locked(row?.pid ?? 0);
     await released;
   });
