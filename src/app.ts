@@ -86,7 +86,8 @@ export function createApp(deps: AppDeps) {
 
   const idempotencyOptions = {
     db,
-    tenantId: (c: Context<AppEnv>) => c.var.tenant.id,
+    // c.get, not c.var: Hono builds a new object for every c.var access.
+    tenantId: (c: Context<AppEnv>) => c.get("tenant").id,
     ttlMs: deps.config.IDEMPOTENCY_TTL_MS,
     waitMs: deps.config.IDEMPOTENCY_WAIT_MS,
     onOutcome: (_c: Context<AppEnv>, event: IdempotencyEvent) => {

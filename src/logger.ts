@@ -14,6 +14,6 @@ export function createLogger(level: string, destination?: pino.DestinationStream
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: ["req.headers.authorization", "apiKey"], censor: "[redacted]" },
     },
-    destination,
+    destination ?? pino.destination({ dest: 1, sync: false }),
   );
 }

@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from "hono";
 import type { Database } from "../db/client.js";
 import type { Tenant } from "../db/schema.js";
-import { findTenantByApiKey, hashApiKey } from "../tenants/tenants.queries.js";
+import { findTenantByApiKey } from "../tenants/tenants.queries.js";
 import type { AppEnv } from "./env.js";
 import { ApiError } from "./errors.js";
 
@@ -35,8 +35,9 @@ export function bearerTenantAuth(options: AuthOptions): MiddlewareHandler<AppEnv
       });
     }
     const apiKey = match[1];
-    const cacheKey = hashApiKey(apiKey);
-    const cached = cache.get(cacheKey);
+    // Keyed by the key itself, which this process holds anyway while serving the request: a
+    // hit costs no hashing.
+    const cached = cache.get(apiKey);
     let tenant = cached && cached.until > Date.now() ? cached.tenant : undefined;
     if (!tenant) {
       tenant = await findTenantByApiKey(options.db, apiKey);
@@ -46,7 +47,7 @@ export function bearerTenantAuth(options: AuthOptions): MiddlewareHandler<AppEnv
         });
       }
       if (cache.size >= maxEntries) cache.delete(cache.keys().next().value as string);
-      cache.set(cacheKey, { tenant, until: Date.now() + ttlMs });
+      cache.set(apiKey, { tenant, until: Date.now() + ttlMs });
     }
     c.set("tenant", tenant);
     await next();

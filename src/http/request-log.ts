@@ -17,13 +17,13 @@ export function requestLog(logger: Logger): MiddlewareHandler<AppEnv> {
     const key = c.req.header("idempotency-key");
     logger.info(
       {
-        request_id: c.var.requestId,
-        tenant_id: c.var.tenant?.id,
+        request_id: c.get("requestId"),
+        tenant_id: c.get("tenant")?.id,
         method: c.req.method,
         route: routeOf(c),
         status: c.res.status,
         duration_ms: Math.round((performance.now() - started) * 10) / 10,
-        idempotency: c.var.idempotencyOutcome,
+        idempotency: c.get("idempotencyOutcome"),
         idempotency_key_hash: key ? keyHash(key) : undefined,
       },
       "request",

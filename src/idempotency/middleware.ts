@@ -3,7 +3,7 @@ import type { Database, Transaction } from "../db/client.js";
 import { ApiError } from "../http/errors.js";
 import type { Execution } from "./phased.js";
 import type { ReplayCache } from "./replay-cache.js";
-import { keyedRequest, sendStored } from "./request.js";
+import { fingerprinted, readKeyedRequest, requestText, sendStored } from "./request.js";
 import {
   claimKey,
   type FoundRecord,
@@ -115,14 +115,13 @@ export function idempotency<E extends Env & { Variables: IdempotencyVariables }>
   const storeStatus = options.storeStatus ?? defaultStoreStatus;
 
   return async function idempotency(c, next) {
-    const request = await keyedRequest(c, options.tenantId(c));
     const report = (outcome: IdempotencyOutcome, waitedMs: number) => {
       c.set("idempotencyOutcome", outcome);
       options.onOutcome?.(c, { outcome, waitedMs });
     };
-
-    const cached = options.cache?.get(request);
-    if (cached) return answerFromRecord(c, request, cached, report, 0);
+    const admitted = await admit(c, options, report);
+    if (admitted instanceof Response) return admitted;
+    const { request, text } = admitted;
 
     /** Locks the key, looks it up, and runs `work` only when no live record answers for it. */
     const claim = (work: (tx: Transaction) => Promise<StoredResponse>) =>
@@ -167,11 +166,7 @@ export function idempotency<E extends Env & { Variables: IdempotencyVariables }>
 
     if (result.kind === "executed") {
       report("executed", result.waitedMs);
-      options.cache?.set(
-        request,
-        { fingerprint: request.fingerprint, response: result.response },
-        ttlMs,
-      );
+      remember(options.cache, request, text, request.fingerprint, result.response, ttlMs);
       c.header("Idempotent-Replayed", "false");
       return;
     }
@@ -181,10 +176,50 @@ export function idempotency<E extends Env & { Variables: IdempotencyVariables }>
       report("in_progress", waitedMs);
       throw new ApiError("idempotency_key_in_progress", { headers: { "Retry-After": retryAfter } });
     }
-    const finished = { fingerprint: record.fingerprint, response: stored };
-    options.cache?.set(request, finished, record.expiresInMs);
-    return answerFromRecord(c, request, finished, report, waitedMs);
+    remember(options.cache, request, text, record.fingerprint, stored, record.expiresInMs);
+    return answerFromRecord(
+      c,
+      request,
+      { fingerprint: record.fingerprint, response: stored },
+      report,
+      waitedMs,
+    );
   };
+}
+
+/**
+ * Reads a keyed request and answers it from the replay cache when it can: at once when its
+ * text is byte for byte that of a request with the cached fingerprint (most retries), after
+ * fingerprinting it otherwise. Returns the answer, or the request to go on with.
+ */
+export async function admit<E extends Env>(
+  c: Context<E>,
+  options: Pick<IdempotencyOptions<E>, "tenantId" | "cache">,
+  report: (outcome: IdempotencyOutcome, waitedMs: number) => void,
+): Promise<Response | { request: KeyedRequest; text: string }> {
+  const incoming = await readKeyedRequest(c, options.tenantId(c));
+  const text = requestText(incoming);
+  const cached = options.cache?.get(incoming);
+  if (cached && cached.requestText === text) {
+    report("replayed", 0);
+    return sendStored(c, cached.response, true);
+  }
+  const request = fingerprinted(incoming);
+  if (cached) return answerFromRecord(c, request, cached, report, 0);
+  return { request, text };
+}
+
+/** Puts a finished record in the replay cache; `text` only vouches for a matching fingerprint. */
+export function remember(
+  cache: ReplayCache | undefined,
+  request: KeyedRequest,
+  text: string,
+  fingerprint: string,
+  response: StoredResponse,
+  expiresInMs: number,
+): void {
+  const requestText = fingerprint === request.fingerprint ? text : "";
+  cache?.set(request, { fingerprint, requestText, response }, expiresInMs);
 }
 
 /** The answer to a request whose key has a finished record: its replay, or 422 if it differs. */

@@ -4,12 +4,13 @@ import type { Database, Transaction } from "../db/client.js";
 import { ApiError, problemBody } from "../http/errors.js";
 import { PROBLEM_CONTENT_TYPE } from "../http/problem.js";
 import {
-  answerFromRecord,
+  admit,
   type IdempotencyOptions,
   type IdempotencyOutcome,
   type IdempotencyVariables,
+  remember,
 } from "./middleware.js";
-import { keyedRequest } from "./request.js";
+import { sendStored } from "./request.js";
 import {
   advanceRecord,
   type ClaimedRecord,
@@ -216,15 +217,15 @@ export function phasedIdempotency<E extends Env & { Variables: IdempotencyVariab
   const { db } = options;
 
   return async function phasedIdempotency(c, next) {
-    const request = await keyedRequest(c, options.tenantId(c));
     const started = performance.now();
     let polls = 0;
     const report = (outcome: IdempotencyOutcome) => {
       c.set("idempotencyOutcome", outcome);
       options.onOutcome?.(c, { outcome, waitedMs: polls > 0 ? performance.now() - started : 0 });
     };
-    const cached = options.cache?.get(request);
-    if (cached) return answerFromRecord(c, request, cached, (outcome) => report(outcome), 0);
+    const admitted = await admit(c, options, (outcome) => report(outcome));
+    if (admitted instanceof Response) return admitted;
+    const { request, text } = admitted;
     const inProgress = () => {
       report("in_progress");
       return new ApiError("idempotency_key_in_progress", {
@@ -267,9 +268,16 @@ export function phasedIdempotency<E extends Env & { Variables: IdempotencyVariab
       throw new ApiError("idempotency_key_reused");
     }
     if (lookup.kind === "replay") {
-      const finished = { fingerprint: request.fingerprint, response: lookup.stored };
-      options.cache?.set(request, finished, lookup.expiresInMs);
-      return answerFromRecord(c, request, finished, (outcome) => report(outcome), 0);
+      remember(
+        options.cache,
+        request,
+        text,
+        request.fingerprint,
+        lookup.stored,
+        lookup.expiresInMs,
+      );
+      report("replayed");
+      return sendStored(c, lookup.stored, true);
     }
 
     const execution = new Execution(db, request, lookup.claimed, {
@@ -288,8 +296,7 @@ export function phasedIdempotency<E extends Env & { Variables: IdempotencyVariab
       throw inProgress();
     }
     if (execution.finalResponse) {
-      const finished = { fingerprint: request.fingerprint, response: execution.finalResponse };
-      options.cache?.set(request, finished, ttlMs);
+      remember(options.cache, request, text, request.fingerprint, execution.finalResponse, ttlMs);
     }
     report(execution.finalResponse ? "executed" : "not_stored");
   };

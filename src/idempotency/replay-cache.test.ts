@@ -25,10 +25,14 @@ const ref = (key: string) => ({ tenantId: "ten_a", key });
 describe("ReplayCache", () => {
   it("returns what was set until shortly before it expires", () => {
     const cache = new ReplayCache(1 << 20);
-    cache.set(ref("k1"), { fingerprint: "f", response: response("{}") }, 60_000);
-    expect(cache.get(ref("k1"))).toMatchObject({ fingerprint: "f", response: response("{}") });
+    cache.set(ref("k1"), { fingerprint: "f", requestText: "", response: response("{}") }, 60_000);
+    expect(cache.get(ref("k1"))).toMatchObject({
+      fingerprint: "f",
+      requestText: "",
+      response: response("{}"),
+    });
     expect(cache.get({ tenantId: "ten_b", key: "k1" })).toBeUndefined();
-    cache.set(ref("k2"), { fingerprint: "f", response: response("{}") }, 900);
+    cache.set(ref("k2"), { fingerprint: "f", requestText: "", response: response("{}") }, 900);
     expect(cache.get(ref("k2"))).toBeUndefined();
   });
 
@@ -37,10 +41,10 @@ describe("ReplayCache", () => {
     const cache = new ReplayCache(4000);
     const body = "x".repeat(700);
     for (const key of ["a", "b", "c", "d"]) {
-      cache.set(ref(key), { fingerprint: key, response: response(body) }, 60_000);
+      cache.set(ref(key), { fingerprint: key, requestText: "", response: response(body) }, 60_000);
     }
     expect(cache.get(ref("a"))).toBeDefined();
-    cache.set(ref("e"), { fingerprint: "e", response: response(body) }, 60_000);
+    cache.set(ref("e"), { fingerprint: "e", requestText: "", response: response(body) }, 60_000);
     expect(cache.size).toBe(4);
     expect(cache.get(ref("b"))).toBeUndefined();
     for (const key of ["a", "c", "d", "e"]) expect(cache.get(ref(key))?.fingerprint).toBe(key);
@@ -48,7 +52,11 @@ describe("ReplayCache", () => {
 
   it("does not keep a body larger than a quarter of its budget", () => {
     const cache = new ReplayCache(4096);
-    cache.set(ref("big"), { fingerprint: "f", response: response("x".repeat(2000)) }, 60_000);
+    cache.set(
+      ref("big"),
+      { fingerprint: "f", requestText: "", response: response("x".repeat(2000)) },
+      60_000,
+    );
     expect(cache.get(ref("big"))).toBeUndefined();
   });
 });
@@ -85,7 +93,16 @@ describe("replays from memory", () => {
     const replay = await send(key);
     expect(replay.status).toBe(201);
     expect(replay.headers.get("idempotent-replayed")).toBe("true");
-    expect(await replay.text()).toBe(await first.text());
+    const firstText = await first.text();
+    expect(await replay.text()).toBe(firstText);
+    // Other bytes, same request: recognised by its fingerprint.
+    const spaced = await app.request("/things", {
+      method: "POST",
+      headers: { "Idempotency-Key": key, "Content-Type": "application/json" },
+      body: '{ "n" : 1 }',
+    });
+    expect(spaced.status).toBe(201);
+    expect(await spaced.text()).toBe(firstText);
     expect((await send(key, 2)).status).toBe(422);
     expect((await send(newKey())).status).toBe(500);
   });

@@ -3,6 +3,8 @@ import type { KeyRef, StoredResponse } from "./store.js";
 /** What a replay needs of a finished record. */
 export interface CachedRecord {
   fingerprint: string;
+  /** `requestText` of a request known to have this fingerprint. */
+  requestText: string;
   response: StoredResponse;
   /** When the record expires, by this process's clock. */
   expiresAt: number;
@@ -44,7 +46,11 @@ export class ReplayCache {
   /** Remembers a finished record that expires in `expiresInMs`. */
   set(ref: KeyRef, record: Omit<CachedRecord, "expiresAt">, expiresInMs: number): void {
     const bytes =
-      record.response.body.length + ref.key.length + ref.tenantId.length + ENTRY_OVERHEAD_BYTES;
+      record.response.body.length +
+      record.requestText.length +
+      ref.key.length +
+      ref.tenantId.length +
+      ENTRY_OVERHEAD_BYTES;
     if (bytes > this.maxBytes / 4) return;
     const id = cacheKey(ref);
     const previous = this.entries.get(id);

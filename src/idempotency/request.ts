@@ -6,32 +6,64 @@ import { requestFingerprint } from "./fingerprint.js";
 import { parseIdempotencyKey } from "./key.js";
 import type { KeyedRequest, StoredResponse } from "./store.js";
 
-/** Validates the header and fingerprints the request; rejections here store nothing. */
-export async function keyedRequest(c: Context, tenantId: string): Promise<KeyedRequest> {
+/** A request with a valid key, before its body is parsed. */
+export interface IncomingRequest {
+  tenantId: string;
+  key: string;
+  method: string;
+  path: string;
+  /** The body as received, "" when there is none. */
+  body: string;
+  contentType: string | undefined;
+}
+
+/** Validates the `Idempotency-Key` header and reads the body; rejections here store nothing. */
+export async function readKeyedRequest(c: Context, tenantId: string): Promise<IncomingRequest> {
   const parsed = parseIdempotencyKey(c.req.header("idempotency-key"));
   if (!parsed.ok) {
     throw new ApiError(
       parsed.reason === "missing" ? "idempotency_key_missing" : "idempotency_key_invalid",
     );
   }
-  const text = await c.req.text();
+  return {
+    tenantId,
+    key: parsed.key,
+    method: c.req.method,
+    path: c.req.path,
+    body: await c.req.text(),
+    contentType: c.req.header("content-type"),
+  };
+}
+
+/**
+ * The request's identity as the byte-exact text of its method, path and body: two requests with
+ * the same text certainly have the same fingerprint, so a replay can be recognised without
+ * parsing anything (the fingerprint decides only when the texts differ).
+ */
+export function requestText(request: IncomingRequest): string {
+  return `${request.method} ${request.path}\n${request.body}`;
+}
+
+/** Parses and fingerprints the body: malformed JSON is a 400 that stores nothing. */
+export function fingerprinted(request: IncomingRequest): KeyedRequest {
   let body: unknown;
-  if (text.length > 0) {
+  if (request.body.length > 0) {
     try {
-      body = isJsonMediaType(c.req.header("content-type")) ? JSON.parse(text) : text;
+      body = isJsonMediaType(request.contentType) ? JSON.parse(request.body) : request.body;
     } catch {
       throw new ApiError("malformed_json");
     }
   }
   let fingerprint: string;
   try {
-    fingerprint = requestFingerprint(c.req.method, c.req.path, body);
+    fingerprint = requestFingerprint(request.method, request.path, body);
   } catch (error) {
     throw new ApiError("validation_failed", {
       errors: [{ path: "json", message: (error as Error).message }],
     });
   }
-  return { tenantId, key: parsed.key, method: c.req.method, path: c.req.path, fingerprint };
+  const { tenantId, key, method, path } = request;
+  return { tenantId, key, method, path, fingerprint };
 }
 
 /** Sends a stored response: its status, body and stored headers, plus `Idempotent-Replayed`. */
