@@ -149,6 +149,12 @@ function banner(
 main().catch((error: unknown) => {
   if (error instanceof ConfigError) {
     process.stderr.write(`${error.message}\n`);
+  } else if ((error as NodeJS.ErrnoException).code === "EADDRINUSE") {
+    const { address, port } = error as { address?: string; port?: number };
+    process.stderr.write(
+      `Failed to start: ${address}:${port} is already in use. Stop the process listening there, ` +
+        "or set PORT to another port (PORT=0 picks a free one).\n",
+    );
   } else {
     process.stderr.write(
       `Failed to start: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,

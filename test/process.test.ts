@@ -1,3 +1,4 @@
+import { execFile } from "node:child_process";
 import { describe, expect, inject, it } from "vitest";
 import {
   apiClient,
@@ -8,7 +9,7 @@ import {
   tenantRows,
   useDatabase,
 } from "./helpers/harness.js";
-import { startServer } from "./helpers/server-process.js";
+import { REPO_ROOT, startServer } from "./helpers/server-process.js";
 
 /** Real processes, real signals: what a crash or a deploy does to requests in flight. */
 const { db } = useDatabase();
@@ -71,5 +72,38 @@ describe("graceful shutdown", () => {
     expect((await apiClient(server.url, null).get("/healthz")).status).toBe(200);
     expect(await server.kill("SIGTERM")).toBe(0);
     await expect(apiClient(server.url, null).get("/healthz")).rejects.toThrow();
+  });
+});
+
+describe("starting on a port in use", () => {
+  it("exits 1 and says which address is taken", async () => {
+    const first = await startServer(env());
+    try {
+      const port = new URL(first.url).port;
+      const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>(
+        (resolve) => {
+          execFile(
+            process.execPath,
+            ["--import", "tsx", "src/main.ts"],
+            {
+              cwd: REPO_ROOT,
+              env: {
+                ...process.env,
+                ...env(),
+                PORT: port,
+                HOST: "127.0.0.1",
+                MIGRATE_ON_START: "false",
+              },
+            },
+            (error, _stdout, stderr) =>
+              resolve({ code: error ? (error.code as number) : 0, stderr }),
+          );
+        },
+      );
+      expect(code).toBe(1);
+      expect(stderr).toContain(`127.0.0.1:${port} is already in use`);
+    } finally {
+      await first.kill("SIGTERM");
+    }
   });
 });
