@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
 import type { Logger } from "../logger.js";
 import type { AppEnv } from "./env.js";
@@ -6,7 +6,7 @@ import { routeOf } from "./route.js";
 
 /** The first 16 hex digits of the key's SHA-256: enough to correlate, useless to replay. */
 export function keyHash(key: string): string {
-  return createHash("sha256").update(key).digest("hex").slice(0, 16);
+  return hash("sha256", key, "hex").slice(0, 16);
 }
 
 /** One log line per request, written when the response is ready. */

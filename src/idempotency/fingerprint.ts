@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import canonicalize from "canonicalize";
 
 /**
@@ -11,8 +11,5 @@ import canonicalize from "canonicalize";
  */
 export function requestFingerprint(method: string, path: string, body: unknown): string {
   const canonicalBody = body === undefined ? "" : canonicalize(body);
-  return createHash("sha256")
-    .update(`${method.toUpperCase()}\n${path}\n`)
-    .update(canonicalBody ?? "")
-    .digest("hex");
+  return hash("sha256", `${method.toUpperCase()}\n${path}\n${canonicalBody ?? ""}`, "hex");
 }

@@ -166,7 +166,6 @@ export function idempotency<E extends Env & { Variables: IdempotencyVariables }>
 
     if (result.kind === "executed") {
       report("executed", result.waitedMs);
-      remember(options.cache, request, text, request.fingerprint, result.response, ttlMs);
       c.header("Idempotent-Replayed", "false");
       return;
     }

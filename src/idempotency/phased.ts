@@ -295,9 +295,6 @@ export function phasedIdempotency<E extends Env & { Variables: IdempotencyVariab
       // A newer attempt owns the key and will store the outcome; the client gets it by retrying.
       throw inProgress();
     }
-    if (execution.finalResponse) {
-      remember(options.cache, request, text, request.fingerprint, execution.finalResponse, ttlMs);
-    }
     report(execution.finalResponse ? "executed" : "not_stored");
   };
 }

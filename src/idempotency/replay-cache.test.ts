@@ -67,7 +67,7 @@ describe("replays from memory", () => {
     Variables: IdempotencyVariables<Transaction> & { tenant: Tenant; requestId: string };
   };
 
-  it("answer a replay, and a 422 for a mismatch, with the database gone", async () => {
+  it("answer a key's later retries, and a 422 for a mismatch, with the database gone", async () => {
     const { tenant } = await createTestTenant(db, "cache");
     const own = openDatabase(inject("databaseUrl"), { max: 2 });
     const app = new Hono<Env>();
@@ -88,6 +88,7 @@ describe("replays from memory", () => {
     const key = newKey();
     const first = await send(key);
     expect(first.status).toBe(201);
+    expect((await send(key)).headers.get("idempotent-replayed")).toBe("true");
     await own.close();
 
     const replay = await send(key);

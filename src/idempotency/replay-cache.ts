@@ -19,10 +19,12 @@ const EXPIRY_MARGIN_MS = 1000;
 const ENTRY_OVERHEAD_BYTES = 256;
 
 /**
- * Finished records this process has stored or read, by tenant and key, least recently used
- * first out. A finished record never changes until it expires (nothing updates it, and neither
- * a new execution nor cleanup touches it before then), so a replay or a 422 can be answered from
- * memory without asking the database, on every instance alike. Bounded by total bytes.
+ * Finished records this process has replayed, by tenant and key, least recently used first out.
+ * A finished record never changes until it expires (nothing updates it, and neither a new
+ * execution nor cleanup touches it before then), so once a key has been retried, its further
+ * retries (or a 422) are answered from memory without asking the database, on every instance
+ * alike. First executions are not kept: most keys are never retried, and caching them all would
+ * churn memory for nothing. Bounded by total bytes.
  */
 export class ReplayCache {
   private readonly entries = new Map<string, CachedRecord & { bytes: number }>();
