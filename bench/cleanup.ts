@@ -13,6 +13,7 @@ import { runCleanup } from "../src/idempotency/cleanup.js";
 import { createTenant } from "../src/tenants/tenants.queries.js";
 import { REPO_ROOT } from "../test/helpers/server-process.js";
 import { createDatabase, dropDatabase } from "../test/helpers/test-database.js";
+import { BENCH_ORDER_BODY } from "./setup.js";
 
 /**
  * `npm run bench:cleanup`: what the retention cleanup costs live traffic (DESIGN section 6).
@@ -42,16 +43,6 @@ const LIMIT_SECONDS = 900;
 const REPORT = join(REPO_ROOT, "docs/benchmarks.md");
 const SECTION = "## Cleanup under load";
 
-const ORDER_BODY = JSON.stringify({
-  currency: "EUR",
-  items: [
-    { sku: "SKU-1", name: "T-shirt", quantity: 2, unit_amount: 1500 },
-    { sku: "SKU-2", name: "Socks", quantity: 1, unit_amount: 500 },
-  ],
-  customer_email: "ada@example.com",
-  metadata: { cart: "c_1" },
-});
-
 interface Side {
   seconds: number;
   creates: number;
@@ -80,7 +71,7 @@ async function loadExpiredRecords(sql: postgres.Sql, count: number, tag: string)
     INSERT INTO tenants (id, name, api_key_hash)
     SELECT 'ten_bench_' || ${tag} || '_' || t, 'bench ' || t, md5(${tag} || random()::text)
     FROM generate_series(1, 10) AS t`;
-  const body = ORDER_BODY.padEnd(600, " ");
+  const body = BENCH_ORDER_BODY.padEnd(600, " ");
   await sql`
     INSERT INTO idempotency_keys (tenant_id, key, record_id, fingerprint, method, path,
       recovery_point, response_status, response_headers, response_body, created_at, expires_at)
@@ -119,7 +110,7 @@ function startLoad(url: string, apiKey: string, name: string, sideOf: () => stri
         {
           method: "POST",
           headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
-          body: ORDER_BODY,
+          body: BENCH_ORDER_BODY,
           setupRequest: (request) => {
             sequence += 1;
             request.headers = {

@@ -17,7 +17,7 @@ import { CreateOrderBodySchema } from "../src/orders/orders.schema.js";
 import { createTenant, findTenantByApiKey } from "../src/tenants/tenants.queries.js";
 import { addUsage, CpuMeter, type CpuUsage, cpuShare } from "./cpu.js";
 import { type HttpRequestSpec, KeyLedger, RotatingKeys, runHttp } from "./http-phase.js";
-import { createBenchDatabase, startBenchServer } from "./setup.js";
+import { BENCH_ORDER_BODY, createBenchDatabase, startBenchServer } from "./setup.js";
 import {
   advisoryLockClaim,
   bareOrder,
@@ -71,16 +71,6 @@ const LABELS: Record<PhaseId, string> = {
   bare: "direct SQL: claim (a), bare order transaction",
   "record-first": "direct SQL: claim (c), record first, UPDATE at the end",
 };
-
-const ORDER_BODY = JSON.stringify({
-  currency: "EUR",
-  items: [
-    { sku: "TSHIRT", name: "T-shirt", quantity: 2, unit_amount: 1500 },
-    { sku: "MUG", name: "Mug", quantity: 1, unit_amount: 900 },
-  ],
-  customer_email: "ada@example.com",
-  metadata: { cart_id: "cart_42" },
-});
 
 interface Options {
   url?: string;
@@ -281,8 +271,8 @@ async function main(): Promise<number> {
     const bench = new Bench(options, baseUrl, apiKey, probe, tenantId, serverPid, {
       db: handle.db,
       tenantId,
-      input: CreateOrderBodySchema.parse(JSON.parse(ORDER_BODY)),
-      json: JSON.parse(ORDER_BODY),
+      input: CreateOrderBodySchema.parse(JSON.parse(BENCH_ORDER_BODY)),
+      json: JSON.parse(BENCH_ORDER_BODY),
       ttlMs: config.IDEMPOTENCY_TTL_MS,
       waitMs: config.IDEMPOTENCY_WAIT_MS,
     });
@@ -378,7 +368,7 @@ class Bench {
             method: "POST",
             path: "/v1/orders",
             headers: this.postHeaders(),
-            body: ORDER_BODY,
+            body: BENCH_ORDER_BODY,
             expectStatus: 201,
             keys: this.keys,
             check: (response) =>
@@ -532,7 +522,7 @@ class Bench {
       const first = await fetch(`${this.baseUrl}/v1/orders`, {
         method: "POST",
         headers: { ...this.postHeaders(), "idempotency-key": key },
-        body: ORDER_BODY,
+        body: BENCH_ORDER_BODY,
       });
       const body = await first.text();
       if (first.status !== 201) {
@@ -544,7 +534,7 @@ class Bench {
       method: "POST",
       path: "/v1/orders",
       headers: this.postHeaders(),
-      body: ORDER_BODY,
+      body: BENCH_ORDER_BODY,
       expectStatus: 201,
       keys: new RotatingKeys([...stored.keys()]),
       check: (response) => {

@@ -7,6 +7,17 @@ import { migrateDatabase } from "../src/db/migrate.js";
 const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 /** A database created for one benchmark run. */
+/** The order every benchmark creates: two items, a customer email and one metadata pair. */
+export const BENCH_ORDER_BODY = JSON.stringify({
+  currency: "EUR",
+  items: [
+    { sku: "TSHIRT", name: "T-shirt", quantity: 2, unit_amount: 1500 },
+    { sku: "MUG", name: "Mug", quantity: 1, unit_amount: 900 },
+  ],
+  customer_email: "ada@example.com",
+  metadata: { cart_id: "cart_42" },
+});
+
 export interface BenchDatabase {
   url: string;
   drop(): Promise<void>;

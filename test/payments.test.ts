@@ -1,3 +1,4 @@
+import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { apiClient, expectedProblem, newKey, useDatabase } from "./helpers/harness.js";
 import {
@@ -365,12 +366,17 @@ describe("error answers of the payment and refund routes", () => {
     ["GET", "/v1/refunds/re_01aaaaaaaaaaaaaaaaaaaaaaaa"],
   ])("%s %s answers 401 without an API key", async (method, path) => {
     const anonymous = apiClient(world.url, null);
+    const key = newKey();
     const res =
       method === "GET"
         ? await anonymous.get(path)
-        : await anonymous.post(path, { payment_id: unknownPayment });
+        : await anonymous.post(path, { payment_id: unknownPayment }, { key });
     expect(res.status).toBe(401);
     expect(await res.json()).toEqual(expectedProblem("authentication_required"));
+    const [stored] = await db.execute<{ n: number }>(
+      sql`SELECT count(*)::int AS n FROM idempotency_keys WHERE key = ${key}`,
+    );
+    expect(stored?.n).toBe(0);
   });
 
   it.each([

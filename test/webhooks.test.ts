@@ -85,6 +85,10 @@ describe("POST /v1/webhooks/stripe", () => {
     });
     expect(text.status).toBe(415);
     expect(await text.json()).toEqual(expectedProblem("unsupported_media_type"));
+    const [applied] = await db.execute<{ n: number }>(
+      sql`SELECT count(*)::int AS n FROM webhook_events WHERE tenant_id = ${me.tenant.id}`,
+    );
+    expect(applied?.n).toBe(0);
   });
 
   it("acknowledges a signed event about nothing of ours without applying anything", async () => {
