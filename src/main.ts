@@ -83,23 +83,42 @@ async function main() {
     if (shuttingDown) return;
     shuttingDown = true;
     logger.info({ signal }, "shutting down: finishing in-flight requests");
-    const forced = setTimeout(() => {
-      logger.warn("shutdown timeout: closing open connections");
-      server.closeAllConnections();
+    // Nothing may keep the process: whatever still runs when the deadline passes is named in
+    // the log and abandoned, and the exit code says the shutdown was not clean.
+    const pending = new Set<string>(["requests", "jobs", "database pool", "payments", "database"]);
+    const deadline = setTimeout(() => {
+      logger.error({ stuck: [...pending] }, "shutdown timed out: abandoning what is left");
+      process.exit(1);
     }, config.SHUTDOWN_TIMEOUT_MS);
+    deadline.unref();
+    const done = (name: string) => pending.delete(name);
+    // Requests get most of the budget; the rest is for closing the pool and the databases.
+    const forced = setTimeout(
+      () => {
+        logger.warn("shutdown: requests still open, closing their connections");
+        server.closeAllConnections();
+      },
+      Math.max(1, config.SHUTDOWN_TIMEOUT_MS - 2000),
+    );
     // close() stops accepting and waits for open connections; a keep-alive connection whose
     // request finishes during the drain goes idle and is closed on the next sweep.
     const sweep = setInterval(() => server.closeIdleConnections(), 50);
     // The job stops after its batch in flight, while requests drain, and before its pool closes.
     const jobStopped = cleanup?.stop().then(() => jobDatabase?.close());
     await new Promise<void>((resolve) => server.close(() => resolve()));
+    done("requests");
     clearInterval(sweep);
     clearTimeout(forced);
     await stopCompleter();
     await jobStopped;
+    done("jobs");
     await close();
+    done("database pool");
     await payments.stop();
+    done("payments");
     await database.stop();
+    done("database");
+    clearTimeout(deadline);
     logger.info("stopped");
   }
   for (const signal of ["SIGTERM", "SIGINT"] as const) {

@@ -73,9 +73,10 @@ describe("the API without its database", () => {
       "POST /v1/orders/{id}/cancel",
       () => api.post("/v1/orders/ord_01aaaaaaaaaaaaaaaaaaaaaaaa/cancel"),
     ],
-  ])("answers %s with 500 internal_error, which says to retry", async (_label, send) => {
+  ])("answers %s with 503 database_unavailable and Retry-After", async (_label, send) => {
     const res = await send();
-    expect(res.status).toBe(500);
-    expect(await res.json()).toEqual(expectedProblem("internal_error"));
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("2");
+    expect(await res.json()).toEqual(expectedProblem("database_unavailable"));
   });
 });

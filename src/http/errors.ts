@@ -133,6 +133,13 @@ export const ERRORS = {
     title: "Internal error",
     detail: "The server failed to process the request. Nothing was saved; retry it.",
   },
+  database_unavailable: {
+    status: 503,
+    title: "Database unavailable",
+    detail:
+      "The database could not be reached, so nothing was saved. Retry with the same " +
+      "Idempotency-Key after `Retry-After` seconds.",
+  },
   service_unavailable: {
     status: 503,
     title: "Service unavailable",

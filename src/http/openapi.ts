@@ -233,7 +233,12 @@ function isStoredOutcome(code: ErrorCode): boolean {
   return !PROTOCOL_CODES.has(code) && defaultStoreStatus(ERRORS[code].status);
 }
 
-const COMMON_CODES = ["authentication_required", "api_key_invalid", "internal_error"] as const;
+const COMMON_CODES = [
+  "authentication_required",
+  "api_key_invalid",
+  "internal_error",
+  "database_unavailable",
+] as const;
 
 /** Errors any read operation can answer. */
 export const READ_ERRORS = [...COMMON_CODES, "validation_failed"] as const satisfies ErrorCode[];

@@ -33,6 +33,43 @@ function fromHttpException(error: HTTPException): ApiError {
   return new ApiError(byStatus[error.status] ?? "internal_error");
 }
 
+/** How long a client is asked to wait while the database is away: a restart takes seconds. */
+const DATABASE_RETRY_AFTER_SECONDS = 2;
+
+/**
+ * postgres.js's own codes for a connection that is gone or could not be made, and the
+ * SQLSTATEs PostgreSQL sends when it is shutting down, starting, or out of connections.
+ */
+const UNAVAILABLE_CODES = new Set([
+  "CONNECTION_CLOSED",
+  "CONNECTION_DESTROYED",
+  "CONNECTION_ENDED",
+  "CONNECT_TIMEOUT",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "57P01", // admin_shutdown
+  "57P02", // crash_shutdown
+  "57P03", // cannot_connect_now
+  "53300", // too_many_connections
+]);
+
+/**
+ * The code that says the database was away when `error` (or an error it wraps, as drizzle's
+ * DrizzleQueryError wraps the driver's) happened, or undefined for any other fault.
+ */
+export function databaseUnavailable(error: unknown): string | undefined {
+  for (let e = error, depth = 0; e && typeof e === "object" && depth < 5; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && (UNAVAILABLE_CODES.has(code) || code.startsWith("08"))) {
+      return code;
+    }
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
 /** The app's one error handler: ApiErrors as they are, Hono's errors mapped, the rest 500. */
 export function createErrorHandler(logger: Logger): ErrorHandler {
   return function onError(error, c) {
@@ -41,6 +78,16 @@ export function createErrorHandler(logger: Logger): ErrorHandler {
     c.res = undefined;
     if (error instanceof ApiError) return problemResponse(c, error);
     if (error instanceof HTTPException) return problemResponse(c, fromHttpException(error));
+    const unavailable = databaseUnavailable(error);
+    if (unavailable) {
+      logger.warn({ request_id: c.get("requestId"), cause: unavailable }, "database unavailable");
+      return problemResponse(
+        c,
+        new ApiError("database_unavailable", {
+          headers: { "Retry-After": String(DATABASE_RETRY_AFTER_SECONDS) },
+        }),
+      );
+    }
     logger.error({ err: error, request_id: c.get("requestId") }, "unhandled error");
     return problemResponse(c, new ApiError("internal_error"));
   };

@@ -105,6 +105,7 @@ describe("replays from memory", () => {
     expect(spaced.status).toBe(201);
     expect(await spaced.text()).toBe(firstText);
     expect((await send(key, 2)).status).toBe(422);
-    expect((await send(newKey())).status).toBe(500);
+    // Anything the cache cannot answer needs the database, which is gone: 503, retry later.
+    expect((await send(newKey())).status).toBe(503);
   });
 });

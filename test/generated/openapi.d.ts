@@ -529,7 +529,7 @@ export interface components {
              * @description Stable, machine-readable cause: branch on this, not on `title` or `detail`. Each operation lists the codes it can answer under each status.
              * @enum {string}
              */
-            code: "authentication_required" | "api_key_invalid" | "idempotency_key_missing" | "idempotency_key_invalid" | "idempotency_key_reused" | "idempotency_key_in_progress" | "malformed_json" | "validation_failed" | "payload_too_large" | "unsupported_media_type" | "route_not_found" | "order_not_found" | "order_not_cancellable" | "order_not_payable" | "payment_not_found" | "payment_declined" | "payment_method_invalid" | "payment_not_refundable" | "refund_not_found" | "refund_exceeds_payment" | "refund_failed" | "webhook_signature_invalid" | "provider_unavailable" | "internal_error" | "service_unavailable";
+            code: "authentication_required" | "api_key_invalid" | "idempotency_key_missing" | "idempotency_key_invalid" | "idempotency_key_reused" | "idempotency_key_in_progress" | "malformed_json" | "validation_failed" | "payload_too_large" | "unsupported_media_type" | "route_not_found" | "order_not_found" | "order_not_cancellable" | "order_not_payable" | "payment_not_found" | "payment_declined" | "payment_method_invalid" | "payment_not_refundable" | "refund_not_found" | "refund_exceeds_payment" | "refund_failed" | "webhook_signature_invalid" | "provider_unavailable" | "internal_error" | "database_unavailable" | "service_unavailable";
             /**
              * @description The `X-Request-Id` of the request; quote it when asking for support.
              * @example 5f0c3d52-8f6e-4c39-9a53-0d5e8b8f2b61
@@ -911,6 +911,22 @@ export interface operations {
                     };
                 };
             };
+            /** @description - `database_unavailable` (Database unavailable): The database could not be reached, so nothing was saved. Retry with the same Idempotency-Key after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {number} */
+                        status?: 503;
+                        /** @enum {string} */
+                        code?: "database_unavailable";
+                    };
+                };
+            };
         };
     };
     createOrder: {
@@ -1060,6 +1076,22 @@ export interface operations {
                     };
                 };
             };
+            /** @description - `database_unavailable` (Database unavailable): The database could not be reached, so nothing was saved. Retry with the same Idempotency-Key after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {number} */
+                        status?: 503;
+                        /** @enum {string} */
+                        code?: "database_unavailable";
+                    };
+                };
+            };
         };
     };
     getOrder: {
@@ -1145,6 +1177,22 @@ export interface operations {
                         status?: 500;
                         /** @enum {string} */
                         code?: "internal_error";
+                    };
+                };
+            };
+            /** @description - `database_unavailable` (Database unavailable): The database could not be reached, so nothing was saved. Retry with the same Idempotency-Key after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {number} */
+                        status?: 503;
+                        /** @enum {string} */
+                        code?: "database_unavailable";
                     };
                 };
             };
@@ -1347,6 +1395,22 @@ export interface operations {
                     };
                 };
             };
+            /** @description - `database_unavailable` (Database unavailable): The database could not be reached, so nothing was saved. Retry with the same Idempotency-Key after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {number} */
+                        status?: 503;
+                        /** @enum {string} */
+                        code?: "database_unavailable";
+                    };
+                };
+            };
         };
     };
     createPayment: {
@@ -1536,7 +1600,10 @@ export interface operations {
                     };
                 };
             };
-            /** @description - `provider_unavailable` (Payment provider unavailable): The payment provider did not answer in time, so the outcome is not known yet. Retry with the same Idempotency-Key after `Retry-After` seconds to get it; nothing is charged twice. */
+            /**
+             * @description - `database_unavailable` (Database unavailable): The database could not be reached, so nothing was saved. Retry with the same Idempotency-Key after `Retry-After` seconds.
+             *     - `provider_unavailable` (Payment provider unavailable): The payment provider did not answer in time, so the outcome is not known yet. Retry with the same Idempotency-Key after `Retry-After` seconds to get it; nothing is charged twice.
+             */
             503: {
                 headers: {
                     "Retry-After": components["headers"]["RetryAfter"];
@@ -1548,7 +1615,7 @@ export interface operations {
                         /** @enum {number} */
                         status?: 503;
                         /** @enum {string} */
-                        code?: "provider_unavailable";
+                        code?: "database_unavailable" | "provider_unavailable";
                     };
                 };
             };
@@ -1636,6 +1703,22 @@ export interface operations {
                         status?: 500;
                         /** @enum {string} */
                         code?: "internal_error";
+                    };
+                };
+            };
+            /** @description - `database_unavailable` (Database unavailable): The database could not be reached, so nothing was saved. Retry with the same Idempotency-Key after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {number} */
+                        status?: 503;
+                        /** @enum {string} */
+                        code?: "database_unavailable";
                     };
                 };
             };
@@ -1811,7 +1894,10 @@ export interface operations {
                     };
                 };
             };
-            /** @description - `provider_unavailable` (Payment provider unavailable): The payment provider did not answer in time, so the outcome is not known yet. Retry with the same Idempotency-Key after `Retry-After` seconds to get it; nothing is charged twice. */
+            /**
+             * @description - `database_unavailable` (Database unavailable): The database could not be reached, so nothing was saved. Retry with the same Idempotency-Key after `Retry-After` seconds.
+             *     - `provider_unavailable` (Payment provider unavailable): The payment provider did not answer in time, so the outcome is not known yet. Retry with the same Idempotency-Key after `Retry-After` seconds to get it; nothing is charged twice.
+             */
             503: {
                 headers: {
                     "Retry-After": components["headers"]["RetryAfter"];
@@ -1823,7 +1909,7 @@ export interface operations {
                         /** @enum {number} */
                         status?: 503;
                         /** @enum {string} */
-                        code?: "provider_unavailable";
+                        code?: "database_unavailable" | "provider_unavailable";
                     };
                 };
             };
@@ -1911,6 +1997,22 @@ export interface operations {
                         status?: 500;
                         /** @enum {string} */
                         code?: "internal_error";
+                    };
+                };
+            };
+            /** @description - `database_unavailable` (Database unavailable): The database could not be reached, so nothing was saved. Retry with the same Idempotency-Key after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {number} */
+                        status?: 503;
+                        /** @enum {string} */
+                        code?: "database_unavailable";
                     };
                 };
             };
