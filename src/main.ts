@@ -121,12 +121,17 @@ async function main() {
     clearTimeout(deadline);
     logger.info("stopped");
   }
+  let signalledAt = 0;
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     process.on(signal, () => {
       if (shuttingDown) {
+        // Ctrl-C under `npm start` arrives twice at once: from the terminal to the whole
+        // process group, and relayed by npm. Only a later one means "stop now".
+        if (Date.now() - signalledAt < 1000) return;
         logger.warn({ signal }, "second signal: exiting now");
         process.exit(1);
       }
+      signalledAt = Date.now();
       shutdown(signal).then(
         () => process.exit(0),
         (error: unknown) => {

@@ -146,7 +146,10 @@ describe("the database restarts under load", () => {
         while ((await cleanupRuns()) <= runsBefore) {
           if (Date.now() > deadline) {
             throw new Error(
-              `cleanup did not run after the outage:\n${server.output.filter((l) => !l.includes('"msg":"request"')).slice(-8).join("\n")}`,
+              `cleanup did not run after the outage:\n${server.output
+                .filter((l) => !l.includes('"msg":"request"'))
+                .slice(-8)
+                .join("\n")}`,
             );
           }
           await sleep(200);

@@ -107,3 +107,41 @@ describe("starting on a port in use", () => {
     }
   });
 });
+
+describe("npm start under the signals people and supervisors send", () => {
+  const pids = (args: string[]) =>
+    new Promise<number[]>((resolve) =>
+      execFile("pgrep", args, (_error, stdout) =>
+        resolve(stdout.split("\n").filter(Boolean).map(Number)),
+      ),
+    );
+
+  it.each([
+    ["SIGTERM to the npm process (a supervisor, Docker's PID 1)", "npm"],
+    ["SIGTERM to the node process", "node"],
+    ["SIGINT to the whole process group (Ctrl-C)", "group"],
+  ] as const)(
+    "%s: the request in flight completes, exit 0, no process left",
+    async (_l, target) => {
+      const { apiKey, tenant } = await createTestTenant(db, "signals");
+      const server = await startServer(env(), { viaNpm: true });
+      const [node] = await pids(["-P", String(server.pid)]);
+      expect(node).toBeGreaterThan(0);
+      const hold = await holdTenantRow(db, tenant.id);
+      const inFlight = apiClient(server.url, apiKey).post("/v1/orders", ORDER_BODY);
+      await hold.blocked(1);
+      const started = Date.now();
+      if (target === "npm") process.kill(server.pid, "SIGTERM");
+      if (target === "node") process.kill(node as number, "SIGTERM");
+      if (target === "group") process.kill(-server.pid, "SIGINT");
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await hold.release();
+      expect((await inFlight).status).toBe(201);
+      expect(await server.kill("SIGCONT")).toBe(0); // waits for npm's exit; SIGCONT is harmless
+      expect(Date.now() - started).toBeLessThan(15_000);
+      expect(await pids(["-g", String(server.pid)])).toEqual([]);
+      expect(server.output.some((line) => line.includes('"msg":"stopped"'))).toBe(true);
+      expect(await tenantRows(db, tenant.id)).toEqual({ orders: 1, items: 2, keys: 1 });
+    },
+  );
+});

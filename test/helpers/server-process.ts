@@ -20,8 +20,17 @@ export interface ServerProcess {
  * listens. The child is `node` itself, not a wrapper, so a signal sent to `pid` reaches the
  * server and SIGKILL kills it mid-request like a crash would.
  */
-export async function startServer(env: Record<string, string>): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+export async function startServer(
+  env: Record<string, string>,
+  options: { viaNpm?: boolean } = {},
+): Promise<ServerProcess> {
+  // `viaNpm`: what a user types, `npm start`, in a process group of its own (as a terminal or
+  // a supervisor gives it); `pid` is then npm's, and the group's id.
+  const [command, args] = options.viaNpm
+    ? ["npm", ["start", "--silent"]]
+    : [process.execPath, ["--import", "tsx", "src/main.ts"]];
+  const child = spawn(command, args, {
+    detached: options.viaNpm === true,
     cwd: REPO_ROOT,
     env: {
       ...process.env,
