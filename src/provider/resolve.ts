@@ -30,7 +30,9 @@ export async function resolveProvider(config: Config, logger: Logger): Promise<R
   };
   if (!config.STRIPE_SECRET_KEY && !config.STRIPE_API_URL) {
     const simulator = await startBundledSimulator({
-      stateFile: join(config.DATA_DIR, "stripe-sim", "state.json"),
+      // Apart from the standalone simulator's `.data/stripe-sim/`: run side by side, they would
+      // overwrite each other's state.
+      stateFile: join(config.DATA_DIR, "bundled-stripe-sim", "state.json"),
       webhookSecret: config.STRIPE_WEBHOOK_SECRET,
       logger,
     });
