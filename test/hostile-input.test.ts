@@ -1,3 +1,5 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import { sql } from "drizzle-orm";
 import Stripe from "stripe";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -13,6 +15,7 @@ import {
   testApp,
   useDatabase,
 } from "./helpers/harness.js";
+import { REPO_ROOT } from "./helpers/server-process.js";
 
 /** Input a client can send in JSON but PostgreSQL cannot store, and secrets it must not guess. */
 const { db } = useDatabase();
@@ -110,6 +113,28 @@ describe("configuration", () => {
     expect(() =>
       loadConfig({ STRIPE_SECRET_KEY: "sk_live_abc123", STRIPE_WEBHOOK_SECRET: "" }),
     ).toThrow(/STRIPE_WEBHOOK_SECRET/);
+  });
+
+  it("stops the process at start when Stripe's key comes without its webhook secret", async () => {
+    const { code, stderr } = await promisify(execFile)(
+      process.execPath,
+      ["--import", "tsx", "src/main.ts"],
+      {
+        cwd: REPO_ROOT,
+        env: {
+          ...process.env,
+          STRIPE_SECRET_KEY: "sk_live_abc123",
+          STRIPE_API_URL: "",
+          STRIPE_WEBHOOK_SECRET: "",
+        },
+      },
+    ).then(
+      () => ({ code: 0, stderr: "" }),
+      (error: { code: number; stderr: string }) => error,
+    );
+    expect(code).toBe(1);
+    expect(stderr).toContain("Invalid configuration");
+    expect(stderr).toContain("STRIPE_WEBHOOK_SECRET");
   });
 
   it("accepts a Stripe secret key with its webhook secret", () => {
