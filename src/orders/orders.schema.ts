@@ -92,7 +92,7 @@ export const CreateOrderBodySchema = z
     description:
       "1-100 items in one currency. The server computes `amount_total` as the sum of " +
       "quantity x unit_amount, which must stay within 2^53 - 1 minor units. Unknown fields are " +
-      "rejected.",
+      "rejected, and so is text holding U+0000 or an unpaired surrogate, which cannot be stored.",
     example: CREATE_ORDER_EXAMPLE,
   });
 export type CreateOrderBody = z.infer<typeof CreateOrderBodySchema>;
