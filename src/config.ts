@@ -45,6 +45,7 @@ export const ConfigSchema = z.object({
   STRIPE_API_URL: z
     .url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
     .optional(),
+  /** Defaults to the simulator's secret; required with a `STRIPE_SECRET_KEY` for Stripe itself. */
   STRIPE_WEBHOOK_SECRET: z.string().min(1).default("whsec_local_simulator_secret"),
   PROVIDER_TIMEOUT_MS: positiveInt.max(120_000).default(10_000),
   PROVIDER_MAX_NETWORK_RETRIES: z.coerce.number().int().min(0).max(5).default(1),
@@ -90,6 +91,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         code: "custom",
         path: ["PAYMENT_LEASE_MS"],
         message: `must exceed the longest provider call, ${providerCallBudgetMs(config)} ms with PROVIDER_TIMEOUT_MS and PROVIDER_MAX_NETWORK_RETRIES`,
+      });
+    }
+    // The simulator's default secret is public: real Stripe must be given the endpoint's own.
+    if (
+      config.STRIPE_SECRET_KEY &&
+      !config.STRIPE_API_URL &&
+      input.STRIPE_WEBHOOK_SECRET === undefined
+    ) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["STRIPE_WEBHOOK_SECRET"],
+        message:
+          "must be set with STRIPE_SECRET_KEY: real Stripe signs webhooks with the endpoint's own secret (whsec_...)",
       });
     }
   }).safeParse(input);

@@ -2,6 +2,37 @@ import { z } from "@hono/zod-openapi";
 
 const ISO_4217 = new Set(Intl.supportedValuesOf("currency"));
 
+/**
+ * Whether PostgreSQL can store the text: it has no NUL character (U+0000) and no lone UTF-16
+ * surrogate (U+D800-U+DFFF without its pair), both of which JSON can carry but a `text` or
+ * `jsonb` column refuses.
+ */
+export function isStorableText(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const unit = value.charCodeAt(i);
+    if (unit === 0) return false;
+    if (unit >= 0xd800 && unit <= 0xdbff) {
+      const next = value.charCodeAt(i + 1);
+      if (!(next >= 0xdc00 && next <= 0xdfff)) return false;
+      i++;
+    } else if (unit >= 0xdc00 && unit <= 0xdfff) {
+      return false;
+    }
+  }
+  return true;
+}
+
+export const UNSTORABLE_TEXT_MESSAGE =
+  "must not contain U+0000 or an unpaired surrogate (U+D800-U+DFFF)";
+
+/**
+ * Every text field of a request body starts here, so text the database cannot store is a 400
+ * `validation_failed` naming the field rather than a failed insert.
+ */
+export function textSchema() {
+  return z.string().refine(isStorableText, UNSTORABLE_TEXT_MESSAGE);
+}
+
 /** An ISO 4217 currency code in upper case. */
 export const CurrencySchema = z
   .string()
@@ -28,7 +59,7 @@ export const AmountSchema = z
 
 /** Free-form string pairs a client attaches to an object. */
 export const MetadataSchema = z
-  .record(z.string().min(1).max(40), z.string().max(500))
+  .record(textSchema().min(1).max(40), textSchema().max(500))
   .refine((metadata) => Object.keys(metadata).length <= 50, "may hold at most 50 keys")
   .openapi("Metadata", {
     description: "Up to 50 string pairs of your own; keys up to 40 characters, values up to 500.",

@@ -3,10 +3,13 @@ import { ORDER_STATUSES, type Order, type OrderItem } from "../db/schema.js";
 import {
   AmountSchema,
   CurrencySchema,
+  isStorableText,
   listQuerySchema,
   listSchema,
   MetadataSchema,
   TimestampSchema,
+  textSchema,
+  UNSTORABLE_TEXT_MESSAGE,
 } from "../http/schemas.js";
 import { idPattern } from "../ids.js";
 
@@ -48,13 +51,11 @@ export const ORDER_EXAMPLE = {
 
 export const OrderItemInputSchema = z
   .strictObject({
-    sku: z
-      .string()
+    sku: textSchema()
       .min(1)
       .max(100)
       .openapi({ description: "Your product code.", example: "SKU-TSHIRT-M" }),
-    name: z
-      .string()
+    name: textSchema()
       .min(1)
       .max(250)
       .openapi({ description: "What the customer sees.", example: "T-shirt, size M" }),
@@ -72,6 +73,7 @@ export const CreateOrderBodySchema = z
     customer_email: z
       .email()
       .max(254)
+      .refine(isStorableText, UNSTORABLE_TEXT_MESSAGE)
       .optional()
       .openapi({ description: "Where receipts go.", example: "ada@example.com" }),
     metadata: MetadataSchema.optional(),
@@ -90,7 +92,7 @@ export const CreateOrderBodySchema = z
     description:
       "1-100 items in one currency. The server computes `amount_total` as the sum of " +
       "quantity x unit_amount, which must stay within 2^53 - 1 minor units. Unknown fields are " +
-      "rejected.",
+      "rejected, and so is text holding U+0000 or an unpaired surrogate, which cannot be stored.",
     example: CREATE_ORDER_EXAMPLE,
   });
 export type CreateOrderBody = z.infer<typeof CreateOrderBodySchema>;

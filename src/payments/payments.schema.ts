@@ -1,6 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { PAYMENT_STATUSES, type Payment } from "../db/schema.js";
-import { AmountSchema, CurrencySchema, TimestampSchema } from "../http/schemas.js";
+import { AmountSchema, CurrencySchema, TimestampSchema, textSchema } from "../http/schemas.js";
 import { idPattern } from "../ids.js";
 import { OrderIdSchema } from "../orders/orders.schema.js";
 
@@ -14,8 +14,7 @@ export const PaymentIdSchema = z
 export const CreatePaymentBodySchema = z
   .strictObject({
     order_id: OrderIdSchema,
-    payment_method: z
-      .string()
+    payment_method: textSchema()
       .regex(/^pm_[A-Za-z0-9_]{1,100}$/, "is not a payment method id (pm_...)")
       .openapi({
         description:

@@ -161,10 +161,33 @@ export function stripeProvider(config: StripeProviderConfig): PaymentProvider {
       }
     },
 
-    verifyWebhook(payload, signature) {
-      return stripe.webhooks.constructEventAsync(payload, signature ?? "", config.webhookSecret);
+    async verifyWebhook(payload, signature) {
+      const event = await stripe.webhooks.constructEventAsync(
+        payload,
+        signature ?? "",
+        config.webhookSecret,
+        WEBHOOK_TOLERANCE_S,
+      );
+      // The SDK only refuses timestamps too far in the past; one too far ahead is as suspect.
+      const timestamp = signedTimestamp(signature ?? "");
+      if (timestamp === null || timestamp > Date.now() / 1000 + WEBHOOK_TOLERANCE_S) {
+        throw new Error("webhook signature timestamp is outside the tolerance");
+      }
+      return event;
     },
   };
+}
+
+/** How far, in seconds, a webhook's signed timestamp may be from now, either way. */
+export const WEBHOOK_TOLERANCE_S = 300;
+
+/** The `t=` timestamp of a `Stripe-Signature` header, in Unix seconds; null if it has none. */
+function signedTimestamp(header: string): number | null {
+  for (const element of header.split(",")) {
+    const [name, value] = element.trim().split("=", 2);
+    if (name === "t" && value !== undefined && /^\d+$/.test(value)) return Number(value);
+  }
+  return null;
 }
 
 function describe(error: unknown): string {

@@ -275,7 +275,7 @@ export interface components {
          */
         Amount: number;
         /**
-         * @description 1-100 items in one currency. The server computes `amount_total` as the sum of quantity x unit_amount, which must stay within 2^53 - 1 minor units. Unknown fields are rejected.
+         * @description 1-100 items in one currency. The server computes `amount_total` as the sum of quantity x unit_amount, which must stay within 2^53 - 1 minor units. Unknown fields are rejected, and so is text holding U+0000 or an unpaired surrogate, which cannot be stored.
          * @example {
          *       "currency": "EUR",
          *       "items": [

@@ -1,0 +1,203 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { sql } from "drizzle-orm";
+import Stripe from "stripe";
+import { beforeAll, describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../src/config.js";
+import { UNSTORABLE_TEXT_MESSAGE } from "../src/http/schemas.js";
+import {
+  apiClient,
+  createTestTenant,
+  expectedProblem,
+  ORDER_BODY,
+  TEST_PROVIDER,
+  tenantRows,
+  testApp,
+  useDatabase,
+} from "./helpers/harness.js";
+import { REPO_ROOT } from "./helpers/server-process.js";
+
+/** Input a client can send in JSON but PostgreSQL cannot store, and secrets it must not guess. */
+const { db } = useDatabase();
+const app = testApp(db);
+let tenant: { id: string };
+let api: ReturnType<typeof apiClient>;
+
+beforeAll(async () => {
+  const created = await createTestTenant(db, "hostile");
+  tenant = created.tenant;
+  api = apiClient(app, created.apiKey);
+});
+
+const NUL = "a\u0000b";
+const LONE_HIGH = "a\ud800b";
+const LONE_LOW = "a\udc00b";
+const item = ORDER_BODY.items[0];
+
+describe.each([
+  ["U+0000", NUL],
+  ["a lone high surrogate", LONE_HIGH],
+  ["a lone low surrogate", LONE_LOW],
+])("text with %s", (_label, bad) => {
+  it.each([
+    ["an item sku", { ...ORDER_BODY, items: [{ ...item, sku: bad }] }, "json.items.0.sku"],
+    ["an item name", { ...ORDER_BODY, items: [{ ...item, name: bad }] }, "json.items.0.name"],
+    [
+      "the customer email",
+      { ...ORDER_BODY, customer_email: `${bad}@example.com` },
+      "json.customer_email",
+    ],
+    ["a metadata value", { ...ORDER_BODY, metadata: { cart: bad } }, "json.metadata.cart"],
+    ["a metadata key", { ...ORDER_BODY, metadata: { [bad]: "v" } }, `json.metadata.${bad}`],
+  ])(
+    "in %s is a 400 validation_failed naming it, and nothing is stored",
+    async (_f, body, path) => {
+      const before = await tenantRows(db, tenant.id);
+      const res = await api.post("/v1/orders", body);
+      expect(res.status).toBe(400);
+      expect(res.headers.get("content-type")).toBe("application/problem+json");
+      // A lone surrogate is refused earlier, when the idempotency layer fingerprints the body,
+      // which names the whole body (`json`) rather than the field.
+      const named = bad === NUL ? path : expect.stringMatching(/^json$/);
+      expect(await res.json()).toEqual(
+        expectedProblem("validation_failed", {
+          errors: expect.arrayContaining([expect.objectContaining({ path: named })]),
+        }),
+      );
+      expect(await tenantRows(db, tenant.id)).toEqual(before);
+    },
+  );
+});
+
+it("names the reason for an unstorable item name", async () => {
+  const before = await tenantRows(db, tenant.id);
+  const res = await api.post("/v1/orders", { ...ORDER_BODY, items: [{ ...item, name: NUL }] });
+  expect(await res.json()).toEqual(
+    expectedProblem("validation_failed", {
+      errors: [{ path: "json.items.0.name", message: UNSTORABLE_TEXT_MESSAGE }],
+    }),
+  );
+  expect(await tenantRows(db, tenant.id)).toEqual(before);
+});
+
+it("accepts text with paired surrogates (an emoji) and stores it", async () => {
+  const res = await api.post("/v1/orders", {
+    ...ORDER_BODY,
+    items: [{ ...item, name: "T-shirt \u{1F455}" }],
+  });
+  expect(res.status).toBe(201);
+  expect((await res.json()).items[0].name).toBe("T-shirt \u{1F455}");
+});
+
+it("rejects an unstorable payment method with 400 validation_failed and stores nothing", async () => {
+  const before = await tenantRows(db, tenant.id);
+  const res = await api.post("/v1/payments", {
+    order_id: "ord_01jdq3v6x6m7e9z5k2c8r4t1ya",
+    payment_method: `pm_${NUL}`,
+  });
+  expect(res.status).toBe(400);
+  expect(await res.json()).toEqual(
+    expectedProblem("validation_failed", {
+      errors: expect.arrayContaining([expect.objectContaining({ path: "json.payment_method" })]),
+    }),
+  );
+  expect(await tenantRows(db, tenant.id)).toEqual(before);
+});
+
+describe("configuration", () => {
+  it("refuses a Stripe secret key without STRIPE_WEBHOOK_SECRET, naming it", () => {
+    expect(() => loadConfig({ STRIPE_SECRET_KEY: "sk_live_abc123" })).toThrow(ConfigError);
+    expect(() => loadConfig({ STRIPE_SECRET_KEY: "sk_test_abc123" })).toThrow(
+      /STRIPE_WEBHOOK_SECRET/,
+    );
+    expect(() =>
+      loadConfig({ STRIPE_SECRET_KEY: "sk_live_abc123", STRIPE_WEBHOOK_SECRET: "" }),
+    ).toThrow(/STRIPE_WEBHOOK_SECRET/);
+  });
+
+  it("stops the process at start when Stripe's key comes without its webhook secret", async () => {
+    const { code, stderr } = await promisify(execFile)(
+      process.execPath,
+      ["--import", "tsx", "src/main.ts"],
+      {
+        cwd: REPO_ROOT,
+        env: {
+          ...process.env,
+          STRIPE_SECRET_KEY: "sk_live_abc123",
+          STRIPE_API_URL: "",
+          STRIPE_WEBHOOK_SECRET: "",
+        },
+      },
+    ).then(
+      () => ({ code: 0, stderr: "" }),
+      (error: { code: number; stderr: string }) => error,
+    );
+    expect(code).toBe(1);
+    expect(stderr).toContain("Invalid configuration");
+    expect(stderr).toContain("STRIPE_WEBHOOK_SECRET");
+  });
+
+  it("accepts a Stripe secret key with its webhook secret", () => {
+    const config = loadConfig({
+      STRIPE_SECRET_KEY: "sk_live_abc123",
+      STRIPE_WEBHOOK_SECRET: "whsec_real",
+    });
+    expect(config.STRIPE_WEBHOOK_SECRET).toBe("whsec_real");
+  });
+
+  it("keeps the simulator's default secret for the bundled and a Stripe-compatible simulator", () => {
+    expect(loadConfig({}).STRIPE_WEBHOOK_SECRET).toBe("whsec_local_simulator_secret");
+    expect(
+      loadConfig({ STRIPE_SECRET_KEY: "sk_test_sim", STRIPE_API_URL: "http://sim:12111" })
+        .STRIPE_WEBHOOK_SECRET,
+    ).toBe("whsec_local_simulator_secret");
+  });
+});
+
+describe("webhook signatures", () => {
+  async function deliver(timestamp: number, id: string) {
+    const payload = JSON.stringify({
+      id,
+      object: "event",
+      type: "payment_intent.succeeded",
+      data: { object: { id: "pi_future", object: "payment_intent" } },
+    });
+    const signature = Stripe.webhooks.generateTestHeaderString({
+      payload,
+      secret: TEST_PROVIDER.webhookSecret,
+      timestamp,
+    });
+    return apiClient(app, null).post("/v1/webhooks/stripe", payload, {
+      key: null,
+      headers: { "Stripe-Signature": signature },
+    });
+  }
+
+  async function applied(id: string) {
+    const [row] = await db.execute<{ n: number }>(
+      sql`SELECT count(*)::int AS n FROM webhook_events WHERE event_id = ${id}`,
+    );
+    return row?.n;
+  }
+
+  it("rejects a signature dated beyond the tolerance in the future, applying nothing", async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const res = await deliver(now + 60 * 60, "evt_future_hostile");
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual(expectedProblem("webhook_signature_invalid"));
+    expect(await applied("evt_future_hostile")).toBe(0);
+  });
+
+  it("rejects one dated beyond the tolerance in the past too", async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const res = await deliver(now - 60 * 60, "evt_past_hostile");
+    expect(res.status).toBe(400);
+    expect(await applied("evt_past_hostile")).toBe(0);
+  });
+
+  it("accepts one dated a little ahead, as clocks drift", async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const res = await deliver(now + 5, "evt_near_hostile");
+    expect(res.status).toBe(200);
+  });
+});
