@@ -15,7 +15,7 @@ import {
 } from "./helpers/harness.js";
 
 /**
- * DESIGN section 4, row by row, through the real order routes: each test asserts the answer
+ * The decision table of docs/idempotency.md, row by row, through the real order routes: each test asserts the answer
  * (status, whole body, headers) and what the database holds afterwards.
  */
 const { db } = useDatabase();

@@ -24,7 +24,7 @@ import {
 import { startServer } from "./helpers/server-process.js";
 
 /**
- * DESIGN section 6 on a database of this suite's own: cleanup deletes across tenants, and the
+ * Retention on a database of this suite's own: cleanup deletes across tenants, and the
  * run's shared database holds other suites' records.
  */
 const priv = usePrivateDatabase("retention");

@@ -16,7 +16,7 @@ export const API_REFERENCE_PATH = "/docs";
 const TTL_HOURS = CONFIG_DEFAULTS.IDEMPOTENCY_TTL_MS / 3_600_000;
 const WAIT_SECONDS = CONFIG_DEFAULTS.IDEMPOTENCY_WAIT_MS / 1000;
 
-/** What a client author reads first: how to call this API safely, the DESIGN section 4 table. */
+/** What a client author reads first: how to call this API safely, the decision table. */
 const API_DESCRIPTION = `
 An order and payment API whose writes are **idempotent**: retry any \`POST\` with the same
 \`Idempotency-Key\` as often as you like, concurrently, across server restarts and crashes; the

@@ -88,7 +88,7 @@ type Claim =
   | { kind: "executed"; response: StoredResponse; waitedMs: number };
 
 /**
- * Makes a POST handler idempotent under the `Idempotency-Key` header (DESIGN section 4),
+ * Makes a POST handler idempotent under the `Idempotency-Key` header (docs/idempotency.md),
  * for handlers whose writes fit in one database transaction.
  *
  * The key is claimed by the first statement of the request's transaction (an advisory lock on

@@ -17,7 +17,7 @@ export interface ResolvedProvider {
 }
 
 /**
- * Which payment provider to talk to (DESIGN section 7):
+ * Which payment provider to talk to:
  * - neither `STRIPE_SECRET_KEY` nor `STRIPE_API_URL`: the bundled simulator, started here;
  * - `STRIPE_API_URL`: that Stripe-compatible API (a simulator of its own, as in compose);
  * - `STRIPE_SECRET_KEY` alone: Stripe itself.

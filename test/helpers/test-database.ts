@@ -14,7 +14,7 @@ export interface TestServer {
 }
 
 /**
- * The fallback chain of DESIGN section 2: `DATABASE_URL` if set, else a testcontainers
+ * The fallback chain: `DATABASE_URL` if set, else a testcontainers
  * PostgreSQL if a container runtime answers, else embedded PostgreSQL. Importing
  * testcontainers costs seconds, so it is only tried when a runtime is configured at all.
  */
