@@ -143,7 +143,8 @@ describe("Dockerfile", () => {
       "tsx",
       "src/main.ts",
     ]);
-    expect(pkg.scripts.start).toBe("tsx src/main.ts");
+    // npm start runs the same command, exec'd so that signals to npm reach the server.
+    expect(pkg.scripts.start).toBe("exec node --import tsx src/main.ts");
     expect(instructions("HEALTHCHECK").join(" ")).toContain("/readyz");
     expect(instructions("ENV").join(" ")).toContain("HOST=0.0.0.0");
   });
