@@ -140,12 +140,12 @@ describe("npm start under the signals people and supervisors send", () => {
       expect(await server.kill("SIGCONT")).toBe(0); // waits for npm's exit; SIGCONT is harmless
       expect(Date.now() - started).toBeLessThan(15_000);
       // The group's last members (the bundled simulator) may take a moment after npm's exit.
-    let left = await pids(["-g", String(server.pid)]);
-    for (let i = 0; i < 30 && left.length > 0; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      left = await pids(["-g", String(server.pid)]);
-    }
-    expect(left).toEqual([]);
+      let left = await pids(["-g", String(server.pid)]);
+      for (let i = 0; i < 30 && left.length > 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        left = await pids(["-g", String(server.pid)]);
+      }
+      expect(left).toEqual([]);
       expect(server.output.some((line) => line.includes('"msg":"stopped"'))).toBe(true);
       expect(await tenantRows(db, tenant.id)).toEqual({ orders: 1, items: 2, keys: 1 });
     },
