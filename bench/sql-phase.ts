@@ -70,7 +70,7 @@ export const advisoryLockClaim: OrderTransaction = async (w) => {
     const { record } = await claimKey(tx, request, w.waitMs);
     if (record && !record.expired) throw new Error(`fresh key ${request.key} already has a record`);
     const response = createdResponse(await insertOrder(tx, w.tenantId, w.input));
-    await saveFinishedRecord(tx, request, response, w.ttlMs);
+    await saveFinishedRecord(tx, request, response, w.ttlMs, newId("idk"));
   });
 };
 

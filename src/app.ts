@@ -9,15 +9,20 @@ import { registerScrapeMetrics } from "./health/scrape-metrics.js";
 import { bearerTenantAuth } from "./http/auth.js";
 import type { AppEnv } from "./http/env.js";
 import { ApiError } from "./http/errors.js";
+import { throwRejection } from "./http/idempotency-problems.js";
 import { isJsonMediaType } from "./http/media-type.js";
 import { documentApi } from "./http/openapi-document.js";
 import { createErrorHandler, notFound } from "./http/problem.js";
 import { requestLog } from "./http/request-log.js";
 import { requestMetrics } from "./http/request-metrics.js";
 import { createRouter } from "./http/router.js";
-import { type IdempotencyEvent, idempotency } from "./idempotency/middleware.js";
-import { phasedIdempotency } from "./idempotency/phased.js";
-import { ReplayCache } from "./idempotency/replay-cache.js";
+import {
+  type IdempotencyEvent,
+  idempotency,
+  phasedIdempotency,
+  ReplayCache,
+} from "./idempotency/index.js";
+import { newId } from "./ids.js";
 import type { Logger } from "./logger.js";
 import { createMetrics, type Metrics } from "./metrics.js";
 import { registerCancelOrder } from "./orders/cancel-order.js";
@@ -94,6 +99,8 @@ export function createApp(deps: AppDeps) {
       metrics.observeIdempotency(event);
       deps.onIdempotencyOutcome?.(event);
     },
+    onRejection: throwRejection,
+    newRecordId: () => newId("idk"),
     cache:
       deps.config.IDEMPOTENCY_CACHE_BYTES > 0
         ? new ReplayCache(deps.config.IDEMPOTENCY_CACHE_BYTES)

@@ -6,7 +6,7 @@ import { ConfigError, loadConfig } from "./config.js";
 import { openDatabase } from "./db/client.js";
 import { migrateDatabase } from "./db/migrate.js";
 import { resolveDatabase } from "./db/resolve.js";
-import { startCleanupJob } from "./idempotency/cleanup-job.js";
+import { startCleanupJob } from "./jobs/cleanup-job.js";
 import { startCompleter } from "./jobs/completer.js";
 import { createLogger } from "./logger.js";
 import { createMetrics } from "./metrics.js";

@@ -1,7 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { PoolStats } from "./db/client.js";
-import type { CleanupResult } from "./idempotency/cleanup.js";
-import type { IdempotencyEvent, IdempotencyOutcome } from "./idempotency/middleware.js";
+import type { CleanupResult, IdempotencyEvent, IdempotencyOutcome } from "./idempotency/index.js";
 
 /** Every idempotency outcome, so each series exists (at 0) from the first scrape on. */
 const IDEMPOTENCY_OUTCOMES: Record<IdempotencyOutcome, true> = {

@@ -5,7 +5,7 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { openDatabase } from "../src/db/client.js";
 import { ADVISORY_LOCK_NAMESPACE, JOB_LOCKS } from "../src/db/locks.js";
-import { startCleanupJob } from "../src/idempotency/cleanup-job.js";
+import { startCleanupJob } from "../src/jobs/cleanup-job.js";
 import { createLogger } from "../src/logger.js";
 import { createMetrics } from "../src/metrics.js";
 import { createTestTenant } from "./helpers/harness.js";
@@ -265,7 +265,7 @@ describe("npm run cleanup", () => {
   it("stops after the batch in flight on Ctrl-C and still prints what it did", async () => {
     const { tenant } = await createTestTenant(db(), "cli-int");
     await insertRecords(db(), tenant.id, { count: 50_000, expiresInSeconds: -1 });
-    const child = spawn(process.execPath, ["--import", "tsx", "src/idempotency/cleanup-cli.ts"], {
+    const child = spawn(process.execPath, ["--import", "tsx", "src/jobs/cleanup-cli.ts"], {
       cwd: REPO_ROOT,
       env: { ...process.env, DATABASE_URL: priv.url, LOG_LEVEL: "warn", CLEANUP_BATCH_SIZE: "10" },
       stdio: ["ignore", "pipe", "pipe"],

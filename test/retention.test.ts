@@ -6,6 +6,7 @@ import { ADVISORY_LOCK_NAMESPACE, JOB_LOCKS } from "../src/db/locks.js";
 import { idempotencyKeys } from "../src/db/schema.js";
 import { deleteExpiredRecords, runCleanup } from "../src/idempotency/cleanup.js";
 import { saveFinishedRecord } from "../src/idempotency/store.js";
+import { newId } from "../src/ids.js";
 import {
   apiClient,
   createTestTenant,
@@ -124,6 +125,7 @@ describe("the TTL", () => {
             { tenantId: tenant.id, key, fingerprint: "f", method: "POST", path: "/v1/orders" },
             { status: 201, headers: {}, body: "{}" },
             ttlMs,
+            newId("idk"),
           ),
         );
         // created_at and expires_at are two readings of the clock in one statement, so

@@ -13,6 +13,8 @@ import {
   timestamp,
   uniqueIndex,
 } from "drizzle-orm/pg-core";
+// The schema file itself, not the index: drizzle-kit loads schemas through require().
+import { defineIdempotencyKeys } from "../idempotency/schema.js";
 
 /**
  * Prefixed, time-ordered ids (`ord_01j...`). Byte-order collation makes `ORDER BY id` the
@@ -36,41 +38,10 @@ export const tenants = pgTable("tenants", {
 });
 
 /**
- * One row per (tenant, Idempotency-Key): the request's fingerprint, where its execution got to
- * (recovery point and lease, for requests that span several transactions), and the stored
- * response once it finished.
+ * The idempotency layer's table (src/idempotency/schema.ts), here with its foreign key to
+ * `tenants`, so that drizzle-kit generates it into this app's migrations.
  */
-export const idempotencyKeys = pgTable(
-  "idempotency_keys",
-  {
-    tenantId: text("tenant_id")
-      .notNull()
-      .references(() => tenants.id),
-    key: text("key").notNull(),
-    /** Identifies this incarnation of the key; provider idempotency keys derive from it. */
-    recordId: text("record_id").notNull(),
-    fingerprint: text("fingerprint").notNull(),
-    method: text("method").notNull(),
-    path: text("path").notNull(),
-    recoveryPoint: text("recovery_point").notNull(),
-    lockedUntil: timestamp("locked_until", { withTimezone: true }),
-    attempt: integer("attempt").notNull().default(1),
-    responseStatus: integer("response_status"),
-    responseHeaders: jsonb("response_headers").$type<Record<string, string>>(),
-    /** The body exactly as sent, so a replay is byte-identical. */
-    responseBody: text("response_body"),
-    createdAt: createdAt(),
-    expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
-  },
-  (t) => [
-    primaryKey({ columns: [t.tenantId, t.key] }),
-    index("idempotency_keys_expires_at_idx").on(t.expiresAt),
-    // The completer's work list: records stopped between phases (few, so a small index).
-    index("idempotency_keys_unfinished_idx")
-      .on(t.lockedUntil)
-      .where(sql`recovery_point NOT IN ('started', 'finished')`),
-  ],
-);
+export const idempotencyKeys = defineIdempotencyKeys({ tenantReference: () => tenants.id });
 
 export const ORDER_STATUSES = [
   "pending",

@@ -1,4 +1,5 @@
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { IDEMPOTENCY_PROBLEMS } from "../idempotency/index.js";
 
 /**
  * Every error this API can answer, one code per cause. The map gives each code its HTTP status,
@@ -15,32 +16,11 @@ export const ERRORS = {
     title: "Invalid API key",
     detail: "The API key is not recognised.",
   },
-  idempotency_key_missing: {
-    status: 400,
-    title: "Idempotency-Key missing",
-    detail: "This request changes state and must carry an `Idempotency-Key` header.",
-  },
-  idempotency_key_invalid: {
-    status: 400,
-    title: "Idempotency-Key invalid",
-    detail:
-      "The `Idempotency-Key` header must be a single value of 16-255 characters from " +
-      "`A-Z a-z 0-9 - _ . : ~ + / =`, bare or as a quoted Structured Field string.",
-  },
-  idempotency_key_reused: {
-    status: 422,
-    title: "Idempotency-Key reused",
-    detail:
-      "This Idempotency-Key was already used for a request with a different method, path or " +
-      "body. Use a new key for a new request.",
-  },
-  idempotency_key_in_progress: {
-    status: 409,
-    title: "Request in progress",
-    detail:
-      "A request with this Idempotency-Key is still being processed. Retry after the " +
-      "number of seconds in `Retry-After` to receive its outcome.",
-  },
+  // The idempotency layer's own answers, in its words.
+  idempotency_key_missing: IDEMPOTENCY_PROBLEMS.idempotency_key_missing,
+  idempotency_key_invalid: IDEMPOTENCY_PROBLEMS.idempotency_key_invalid,
+  idempotency_key_reused: IDEMPOTENCY_PROBLEMS.idempotency_key_reused,
+  idempotency_key_in_progress: IDEMPOTENCY_PROBLEMS.idempotency_key_in_progress,
   malformed_json: {
     status: 400,
     title: "Malformed JSON",

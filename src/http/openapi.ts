@@ -1,7 +1,6 @@
 import { type RouteConfig, z } from "@hono/zod-openapi";
 import { CONFIG_DEFAULTS } from "../config.js";
-import { IDEMPOTENCY_KEY_HEADER_PATTERN } from "../idempotency/key.js";
-import { defaultStoreStatus } from "../idempotency/middleware.js";
+import { defaultStoreStatus, IDEMPOTENCY_KEY_HEADER_PATTERN } from "../idempotency/index.js";
 import { ERROR_CODES, ERRORS, type ErrorCode, PROBLEM_TYPE_BASE, type Problem } from "./errors.js";
 import { PROBLEM_CONTENT_TYPE } from "./problem.js";
 import type { Router } from "./router.js";

@@ -1,7 +1,7 @@
 import { type SQL, sql } from "drizzle-orm";
-import type { DatabaseHandle, Executor } from "../db/client.js";
-import { ADVISORY_LOCK_NAMESPACE, JOB_LOCKS } from "../db/locks.js";
-import { idempotencyKeys } from "../db/schema.js";
+import type postgres from "postgres";
+import type { IdempotencyExecutor as Executor, IdempotencyDatabase } from "./database.js";
+import { idempotencyKeys } from "./schema.js";
 import { FINISHED, STARTED } from "./store.js";
 
 /**
@@ -101,9 +101,29 @@ export interface CleanupProgress {
   total?: number;
 }
 
+/** The pool cleanup runs on: drizzle over a postgres.js pool of at least two connections. */
+export interface CleanupDatabase {
+  db: IdempotencyDatabase;
+  client: postgres.Sql;
+}
+
+/**
+ * The session advisory lock that keeps cleanup runs apart, in PostgreSQL's two-integer key
+ * space (the per-key request locks use the single-bigint space, so the two never meet).
+ */
+export interface CleanupRunLock {
+  namespace: number;
+  id: number;
+}
+
+/** Default `runLock`: namespace 0x1de7, id 2. */
+export const DEFAULT_CLEANUP_RUN_LOCK: CleanupRunLock = { namespace: 0x1de7, id: 2 };
+
 export interface CleanupOptions {
   /** Most records per statement. */
   batchSize: number;
+  /** The lock that makes runs across processes take turns. Default `DEFAULT_CLEANUP_RUN_LOCK`. */
+  runLock?: CleanupRunLock;
   /** Count the deletable records first, for a progress bar. Costs one index scan. */
   countFirst?: boolean;
   /** Called once the run holds the lock (with the total, if counted) and after every batch. */
@@ -129,8 +149,8 @@ export interface CleanupResult extends CleanupProgress {
 /**
  * Deletes every deletable record once, in batches of `batchSize`, and returns what it did.
  *
- * One runner at a time across all processes: the run holds a session advisory lock (the job's
- * own, in the two-integer space, so it never meets a request's key lock) on a connection it
+ * One runner at a time across all processes: the run holds a session advisory lock (`runLock`,
+ * in the two-integer space, so it never meets a request's key lock) on a connection it
  * reserves from the pool for its duration, and a second runner finds the lock taken and returns
  * `skipped` at once. The batches run on the pool's other connections, each in a transaction of
  * its own, so no transaction outlives a batch and a crash loses at most the batch in flight;
@@ -140,12 +160,13 @@ export interface CleanupResult extends CleanupProgress {
  * therefore have at least two connections.
  */
 export async function runCleanup(
-  database: Pick<DatabaseHandle, "db" | "client">,
+  database: CleanupDatabase,
   options: CleanupOptions,
 ): Promise<CleanupResult> {
   if (database.client.options.max < 2) {
     throw new Error("runCleanup needs a pool of at least 2 connections: one holds the run lock");
   }
+  const { namespace, id } = options.runLock ?? DEFAULT_CLEANUP_RUN_LOCK;
   const started = performance.now();
   const progress: CleanupProgress = { deleted: 0, batches: 0 };
   const finish = (status: CleanupResult["status"]): CleanupResult => ({
@@ -157,7 +178,7 @@ export async function runCleanup(
   const lockConnection = await database.client.reserve();
   try {
     const [lock] = await lockConnection<{ locked: boolean }[]>`
-      SELECT pg_try_advisory_lock(${ADVISORY_LOCK_NAMESPACE}, ${JOB_LOCKS.cleanup}) AS locked`;
+      SELECT pg_try_advisory_lock(${namespace}, ${id}) AS locked`;
     if (!lock?.locked) return finish("skipped");
     try {
       if (options.countFirst) progress.total = await countExpiredRecords(database.db);
@@ -184,7 +205,7 @@ export async function runCleanup(
       }
     } finally {
       // Should this fail, the connection is broken, and PostgreSQL released the lock with it.
-      await lockConnection`SELECT pg_advisory_unlock(${ADVISORY_LOCK_NAMESPACE}, ${JOB_LOCKS.cleanup})`;
+      await lockConnection`SELECT pg_advisory_unlock(${namespace}, ${id})`;
     }
   } finally {
     lockConnection.release();

@@ -1,179 +1,26 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Env, MiddlewareHandler } from "hono";
-import type { Database, Transaction } from "../db/client.js";
-import { ApiError, problemBody } from "../http/errors.js";
-import { PROBLEM_CONTENT_TYPE } from "../http/problem.js";
+import { admit, remember } from "./admission.js";
+import { Execution, LeaseLost } from "./execution.js";
 import {
-  admit,
   type IdempotencyOptions,
   type IdempotencyOutcome,
   type IdempotencyVariables,
-  remember,
-} from "./middleware.js";
+  resolveOptions,
+} from "./options.js";
+import { IdempotencyRejection } from "./rejection.js";
 import { sendStored } from "./request.js";
 import {
-  advanceRecord,
   type ClaimedRecord,
   claimKey,
   claimRecord,
   FINISHED,
-  fenceRecord,
-  finishRecord,
   KeyLockTimeout,
-  type KeyRef,
-  releaseRecord,
   STARTED,
   type StoredResponse,
   storedResponseOf,
-  takeOverAbandonedRecord,
   takeOverRecord,
 } from "./store.js";
-
-/** The final answer of a multi-phase request, as its last phase returns it. */
-export interface PhaseResponse {
-  status: number;
-  body: unknown;
-  headers?: Record<string, string>;
-}
-
-/** What a phase decides: move to the next recovery point, or finish with a response. */
-export type PhaseStep = { next: string } | { response: PhaseResponse };
-
-/** Another attempt took the record over: this execution must not write anything more. */
-export class LeaseLost extends Error {
-  override name = "LeaseLost";
-}
-
-export interface ExecutionOptions {
-  leaseMs: number;
-  ttlMs: number;
-  /** Goes into the problem bodies that phases store. */
-  requestId: string;
-}
-
-/**
- * One execution of a request that spans several transactions (brandur's atomic phases): the
- * record it claimed, where it got to, and the means to run its next phase.
- *
- * Each phase is one transaction that locks the record, checks that this attempt still owns it
- * (a newer attempt after a lease ran out fences the old one off), runs the phase's business
- * writes, and moves the record to the phase's recovery point or stores the final response.
- * Work between phases (calling the payment provider) happens outside any transaction.
- */
-export class Execution {
-  readonly key: KeyRef;
-  readonly recordId: string;
-  readonly attempt: number;
-  recoveryPoint: string;
-  finalResponse: StoredResponse | undefined;
-
-  constructor(
-    private readonly db: Database,
-    key: KeyRef,
-    claimed: ClaimedRecord,
-    readonly options: ExecutionOptions,
-  ) {
-    this.key = key;
-    this.recordId = claimed.recordId;
-    this.attempt = claimed.attempt;
-    this.recoveryPoint = claimed.recoveryPoint;
-  }
-
-  get tenantId(): string {
-    return this.key.tenantId;
-  }
-
-  /**
-   * Runs one atomic phase.
-   * @throws LeaseLost when another attempt owns the record now; nothing of the phase is kept
-   */
-  async phase(work: (tx: Transaction) => Promise<PhaseStep>): Promise<PhaseStep> {
-    let stored: StoredResponse | undefined;
-    const step = await this.db.transaction(async (tx) => {
-      if (!(await fenceRecord(tx, this.key, this.attempt))) throw new LeaseLost();
-      const step = await work(tx);
-      if ("next" in step) {
-        await advanceRecord(tx, this.key, this.attempt, step.next, this.options.leaseMs);
-      } else {
-        stored = serialise(step.response);
-        await finishRecord(tx, this.key, this.attempt, stored, this.options.ttlMs);
-      }
-      return step;
-    });
-    if ("next" in step) {
-      this.recoveryPoint = step.next;
-    } else {
-      this.recoveryPoint = FINISHED;
-      this.finalResponse = stored;
-    }
-    return step;
-  }
-
-  /** A final step answering with a problem, stored like any other business outcome. */
-  problem(error: ApiError): PhaseStep {
-    return {
-      response: {
-        status: error.status,
-        body: problemBody(error, this.options.requestId),
-        headers: { "content-type": PROBLEM_CONTENT_TYPE, ...lowerCase(error.headers) },
-      },
-    };
-  }
-
-  /** Gives the record up without a final response (see `releaseRecord`). */
-  async release(): Promise<void> {
-    await releaseRecord(this.db, this.key, this.attempt);
-  }
-
-  /**
-   * Takes over an abandoned record for the completer (see `takeOverAbandonedRecord`), under the
-   * key's lock without waiting: a key someone holds right now is not abandoned.
-   * @throws KeyLockTimeout when another transaction holds the key
-   */
-  static async takeOverAbandoned(
-    db: Database,
-    key: KeyRef,
-    graceMs: number,
-    options: ExecutionOptions,
-  ): Promise<Execution | undefined> {
-    const claimed = await db.transaction(async (tx) => {
-      await claimKey(tx, key, 0);
-      return takeOverAbandonedRecord(tx, key, options.leaseMs, graceMs);
-    });
-    return claimed && new Execution(db, key, claimed, options);
-  }
-}
-
-/**
- * Drives an execution from wherever its record stopped to its final response: the step for its
- * recovery point, then the next, until a phase stores the response. `steps` has one entry per
- * recovery point before `finished`, so a missing step is a type error.
- */
-export async function drive<Point extends string>(
-  execution: Execution,
-  steps: Record<Point, () => Promise<unknown>>,
-): Promise<StoredResponse> {
-  while (!execution.finalResponse) {
-    const step = (steps as Record<string, (() => Promise<unknown>) | undefined>)[
-      execution.recoveryPoint
-    ];
-    if (!step) throw new Error(`no step from recovery point ${execution.recoveryPoint}`);
-    await step();
-  }
-  return execution.finalResponse;
-}
-
-function serialise(response: PhaseResponse): StoredResponse {
-  return {
-    status: response.status,
-    headers: { "content-type": "application/json", ...lowerCase(response.headers) },
-    body: JSON.stringify(response.body),
-  };
-}
-
-function lowerCase(headers: Record<string, string> = {}): Record<string, string> {
-  return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
-}
 
 export interface PhasedIdempotencyOptions<E extends Env> extends IdempotencyOptions<E> {
   /**
@@ -207,28 +54,27 @@ type Lookup =
  * with its recovery point otherwise, so a retry or the completer resumes it.
  */
 export function phasedIdempotency<E extends Env & { Variables: IdempotencyVariables }>(
-  options: PhasedIdempotencyOptions<E>,
+  phasedOptions: PhasedIdempotencyOptions<E>,
 ): MiddlewareHandler<E> {
-  const ttlMs = options.ttlMs ?? 24 * 60 * 60 * 1000;
-  const waitMs = options.waitMs ?? 5000;
-  const leaseMs = options.leaseMs ?? 30_000;
-  const pollMs = options.pollMs ?? 50;
-  const retryAfter = String(options.retryAfterSeconds ?? 1);
-  const { db } = options;
+  const options = resolveOptions(phasedOptions);
+  const { db, ttlMs, waitMs } = options;
+  const leaseMs = phasedOptions.leaseMs ?? 30_000;
+  const pollMs = phasedOptions.pollMs ?? 50;
+  const retryAfter = String(options.retryAfterSeconds);
 
-  return async function phasedIdempotency(c, next) {
+  const run: MiddlewareHandler<E> = async (c, next) => {
     const started = performance.now();
     let polls = 0;
     const report = (outcome: IdempotencyOutcome) => {
       c.set("idempotencyOutcome", outcome);
-      options.onOutcome?.(c, { outcome, waitedMs: polls > 0 ? performance.now() - started : 0 });
+      options.onOutcome(c, { outcome, waitedMs: polls > 0 ? performance.now() - started : 0 });
     };
     const admitted = await admit(c, options, (outcome) => report(outcome));
     if (admitted instanceof Response) return admitted;
     const { request, text } = admitted;
     const inProgress = () => {
       report("in_progress");
-      return new ApiError("idempotency_key_in_progress", {
+      return new IdempotencyRejection("idempotency_key_in_progress", {
         headers: { "Retry-After": retryAfter },
       });
     };
@@ -243,7 +89,10 @@ export function phasedIdempotency<E extends Env & { Variables: IdempotencyVariab
             !record.leaseActive &&
             (record.recoveryPoint === STARTED || record.recoveryPoint === FINISHED);
           if (!record || restartable) {
-            return { kind: "claimed", claimed: await claimRecord(tx, request, leaseMs, ttlMs) };
+            return {
+              kind: "claimed",
+              claimed: await claimRecord(tx, request, leaseMs, ttlMs, options.newRecordId()),
+            };
           }
           if (record.fingerprint !== request.fingerprint) return { kind: "mismatched" };
           const stored = storedResponseOf(record);
@@ -265,7 +114,7 @@ export function phasedIdempotency<E extends Env & { Variables: IdempotencyVariab
 
     if (lookup.kind === "mismatched") {
       report("mismatched");
-      throw new ApiError("idempotency_key_reused");
+      throw new IdempotencyRejection("idempotency_key_reused");
     }
     if (lookup.kind === "replay") {
       remember(
@@ -296,5 +145,14 @@ export function phasedIdempotency<E extends Env & { Variables: IdempotencyVariab
       throw inProgress();
     }
     report(execution.finalResponse ? "executed" : "not_stored");
+  };
+
+  return async function phasedIdempotency(c, next) {
+    try {
+      return await run(c, next);
+    } catch (error) {
+      if (error instanceof IdempotencyRejection) return options.onRejection(c, error);
+      throw error;
+    }
   };
 }

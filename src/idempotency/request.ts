@@ -1,9 +1,8 @@
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { ApiError } from "../http/errors.js";
-import { isJsonMediaType } from "../http/media-type.js";
 import { requestFingerprint } from "./fingerprint.js";
 import { parseIdempotencyKey } from "./key.js";
+import { IdempotencyRejection } from "./rejection.js";
 import type { KeyedRequest, StoredResponse } from "./store.js";
 
 /** A request with a valid key, before its body is parsed. */
@@ -21,7 +20,7 @@ export interface IncomingRequest {
 export async function readKeyedRequest(c: Context, tenantId: string): Promise<IncomingRequest> {
   const parsed = parseIdempotencyKey(c.req.header("idempotency-key"));
   if (!parsed.ok) {
-    throw new ApiError(
+    throw new IdempotencyRejection(
       parsed.reason === "missing" ? "idempotency_key_missing" : "idempotency_key_invalid",
     );
   }
@@ -51,19 +50,24 @@ export function fingerprinted(request: IncomingRequest): KeyedRequest {
     try {
       body = isJsonMediaType(request.contentType) ? JSON.parse(request.body) : request.body;
     } catch {
-      throw new ApiError("malformed_json");
+      throw new IdempotencyRejection("malformed_json");
     }
   }
   let fingerprint: string;
   try {
     fingerprint = requestFingerprint(request.method, request.path, body);
   } catch (error) {
-    throw new ApiError("validation_failed", {
+    throw new IdempotencyRejection("validation_failed", {
       errors: [{ path: "json", message: (error as Error).message }],
     });
   }
   const { tenantId, key, method, path } = request;
   return { tenantId, key, method, path, fingerprint };
+}
+
+/** `application/json` and `application/*+json`, with or without parameters. */
+function isJsonMediaType(contentType: string | undefined): boolean {
+  return /^application\/([a-z0-9.+-]+\+)?json\s*(;|$)/i.test(contentType ?? "");
 }
 
 /** Sends a stored response: its status, body and stored headers, plus `Idempotent-Replayed`. */

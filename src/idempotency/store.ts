@@ -1,7 +1,9 @@
 import { and, eq, type SQL, sql } from "drizzle-orm";
-import type { Executor, Transaction } from "../db/client.js";
-import { type IdempotencyRecord, idempotencyKeys } from "../db/schema.js";
-import { newId } from "../ids.js";
+import type {
+  IdempotencyExecutor as Executor,
+  IdempotencyTransaction as Transaction,
+} from "./database.js";
+import { type IdempotencyRecord, idempotencyKeys } from "./schema.js";
 
 /** A response as stored and replayed: the status, the headers that matter, the exact body. */
 export interface StoredResponse {
@@ -133,7 +135,7 @@ function clockPlus(ms: number): SQL {
 
 /**
  * Writes the finished record of a request executed in one transaction, in that transaction.
- * Replaces an expired record of the same key; any other existing record is a bug in the caller
+ * `recordId` names the new incarnation of the key. Replaces an expired record of the same key; any other existing record is a bug in the caller
  * (it must hold the key's lock and have looked first), so that fails loudly.
  */
 export async function saveFinishedRecord(
@@ -141,12 +143,13 @@ export async function saveFinishedRecord(
   request: KeyedRequest,
   response: StoredResponse,
   ttlMs: number,
+  recordId: string,
 ): Promise<void> {
   const saved = await tx.execute(sql`
     INSERT INTO idempotency_keys AS k (tenant_id, key, record_id, fingerprint, method, path,
       recovery_point, locked_until, attempt, response_status, response_headers, response_body,
       created_at, expires_at)
-    VALUES (${request.tenantId}, ${request.key}, ${newId("idk")}, ${request.fingerprint},
+    VALUES (${request.tenantId}, ${request.key}, ${recordId}, ${request.fingerprint},
       ${request.method}, ${request.path}, ${FINISHED}, NULL, 1, ${response.status},
       ${JSON.stringify(response.headers)}::jsonb, ${response.body}, clock_timestamp(),
       ${clockPlus(ttlMs)})
@@ -211,11 +214,12 @@ export async function claimRecord(
   request: KeyedRequest,
   leaseMs: number,
   ttlMs: number,
+  recordId: string,
 ): Promise<ClaimedRecord> {
   const values = {
     tenantId: request.tenantId,
     key: request.key,
-    recordId: newId("idk"),
+    recordId,
     fingerprint: request.fingerprint,
     method: request.method,
     path: request.path,

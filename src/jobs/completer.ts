@@ -1,6 +1,10 @@
 import type { Database } from "../db/client.js";
-import { Execution } from "../idempotency/phased.js";
-import { findAbandonedRecords, KeyLockTimeout, type StoredResponse } from "../idempotency/store.js";
+import {
+  Execution,
+  findAbandonedRecords,
+  KeyLockTimeout,
+  type StoredResponse,
+} from "../idempotency/index.js";
 import type { Logger } from "../logger.js";
 import { type PaymentDeps, runCreatePayment } from "../payments/create-payment.js";
 import type { PaymentProvider } from "../provider/stripe-provider.js";

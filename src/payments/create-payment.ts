@@ -4,6 +4,7 @@ import type { Database, Transaction } from "../db/client.js";
 import type { Payment } from "../db/schema.js";
 import type { AppEnv } from "../http/env.js";
 import { ApiError } from "../http/errors.js";
+import { phaseProblem } from "../http/idempotency-problems.js";
 import {
   IdempotencyKeyHeaderSchema,
   IdempotentReplayedHeader,
@@ -11,9 +12,14 @@ import {
   WRITE_ERRORS,
 } from "../http/openapi.js";
 import type { Router } from "../http/router.js";
-import { drive, type Execution, type PhaseStep } from "../idempotency/phased.js";
-import { sendStored } from "../idempotency/request.js";
-import { STARTED, type StoredResponse } from "../idempotency/store.js";
+import {
+  drive,
+  type Execution,
+  type PhaseStep,
+  STARTED,
+  type StoredResponse,
+  sendStored,
+} from "../idempotency/index.js";
 import { lockOrderRow } from "../orders/orders.queries.js";
 import type { ChargeOutcome, PaymentProvider } from "../provider/stripe-provider.js";
 import {
@@ -121,19 +127,22 @@ async function startPayment(
   input: CreatePaymentBody,
 ): Promise<PhaseStep> {
   const order = await lockOrderRow(tx, execution.tenantId, input.order_id);
-  if (!order) return execution.problem(new ApiError("order_not_found"));
+  if (!order) return phaseProblem(execution, new ApiError("order_not_found"));
   if (order.status !== "pending") {
-    return execution.problem(
+    return phaseProblem(
+      execution,
       new ApiError("order_not_payable", { detail: `This order is ${order.status}.` }),
     );
   }
   if (order.amountTotal === 0) {
-    return execution.problem(
+    return phaseProblem(
+      execution,
       new ApiError("order_not_payable", { detail: "An order with a total of 0 needs no payment." }),
     );
   }
   if (await hasLivePayment(tx, execution.tenantId, order.id)) {
-    return execution.problem(
+    return phaseProblem(
+      execution,
       new ApiError("order_not_payable", {
         detail: "A payment of this order is already in progress.",
       }),
@@ -210,7 +219,8 @@ function paymentStep(execution: Execution, payment: Payment): PhaseStep {
       };
     case "failed": {
       const invalidMethod = payment.failureCode === INVALID_PAYMENT_METHOD;
-      return execution.problem(
+      return phaseProblem(
+        execution,
         new ApiError(invalidMethod ? "payment_method_invalid" : "payment_declined", {
           detail: payment.failureMessage ?? undefined,
           extensions: {

@@ -4,6 +4,7 @@ import type { Transaction } from "../db/client.js";
 import type { Refund } from "../db/schema.js";
 import type { AppEnv } from "../http/env.js";
 import { ApiError } from "../http/errors.js";
+import { phaseProblem } from "../http/idempotency-problems.js";
 import {
   IdempotencyKeyHeaderSchema,
   IdempotentReplayedHeader,
@@ -11,9 +12,14 @@ import {
   WRITE_ERRORS,
 } from "../http/openapi.js";
 import type { Router } from "../http/router.js";
-import { drive, type Execution, type PhaseStep } from "../idempotency/phased.js";
-import { sendStored } from "../idempotency/request.js";
-import { STARTED, type StoredResponse } from "../idempotency/store.js";
+import {
+  drive,
+  type Execution,
+  type PhaseStep,
+  STARTED,
+  type StoredResponse,
+  sendStored,
+} from "../idempotency/index.js";
 import { type PaymentDeps, providerUnavailable } from "../payments/create-payment.js";
 import { findPayment } from "../payments/payments.queries.js";
 import type { RefundOutcome } from "../provider/stripe-provider.js";
@@ -105,16 +111,18 @@ async function startRefund(
   input: CreateRefundBody,
 ): Promise<PhaseStep> {
   const payment = await findPayment(tx, execution.tenantId, input.payment_id, { forUpdate: true });
-  if (!payment) return execution.problem(new ApiError("payment_not_found"));
+  if (!payment) return phaseProblem(execution, new ApiError("payment_not_found"));
   if (payment.status !== "succeeded") {
-    return execution.problem(
+    return phaseProblem(
+      execution,
       new ApiError("payment_not_refundable", { detail: `This payment is ${payment.status}.` }),
     );
   }
   const remaining = payment.amount - (await reservedRefundAmount(tx, payment));
   const amount = input.amount ?? remaining;
   if (remaining <= 0 || amount > remaining) {
-    return execution.problem(
+    return phaseProblem(
+      execution,
       new ApiError("refund_exceeds_payment", {
         detail: `At most ${remaining} of this payment's ${payment.amount} can still be refunded.`,
         extensions: { payment_id: payment.id },
@@ -172,7 +180,8 @@ async function recordRefund(
 
 function refundStep(execution: Execution, refund: Refund): PhaseStep {
   if (refund.status === "failed") {
-    return execution.problem(
+    return phaseProblem(
+      execution,
       new ApiError("refund_failed", {
         detail: refund.failureMessage ?? undefined,
         extensions: { payment_id: refund.paymentId, decline_code: refund.failureCode ?? "failed" },

@@ -2,6 +2,17 @@ import type { Context } from "hono";
 import { Hono } from "hono";
 import { requestId } from "hono/request-id";
 import { describe, expect, it } from "vitest";
+import type { Transaction } from "../src/db/client.js";
+import type { Tenant } from "../src/db/schema.js";
+import { ApiError } from "../src/http/errors.js";
+import { throwRejection } from "../src/http/idempotency-problems.js";
+import { createErrorHandler } from "../src/http/problem.js";
+import {
+  type IdempotencyEvent,
+  type IdempotencyVariables,
+  idempotency,
+} from "../src/idempotency/index.js";
+import { insertOrder } from "../src/orders/orders.queries.js";
 import {
   createTestTenant,
   newKey,
@@ -10,13 +21,7 @@ import {
   tenantRows,
   useDatabase,
   waitForLockWaits,
-} from "../../test/helpers/harness.js";
-import type { Transaction } from "../db/client.js";
-import type { Tenant } from "../db/schema.js";
-import { ApiError } from "../http/errors.js";
-import { createErrorHandler } from "../http/problem.js";
-import { insertOrder } from "../orders/orders.queries.js";
-import { type IdempotencyEvent, type IdempotencyVariables, idempotency } from "./middleware.js";
+} from "./helpers/harness.js";
 
 /**
  * The middleware lifted into a bare Hono app, as another team would use it: its handler
@@ -37,6 +42,7 @@ function tinyApp(tenant: Tenant, behave: () => Promise<Response | undefined>, wa
   });
   const idem = idempotency<Env>({
     db,
+    onRejection: throwRejection,
     tenantId: (c) => c.var.tenant.id,
     waitMs,
     onOutcome: (_c, event) => events.push(event),

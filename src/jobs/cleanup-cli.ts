@@ -4,8 +4,9 @@ import { ConfigError, loadConfig } from "../config.js";
 import { openDatabase } from "../db/client.js";
 import { migrateDatabase } from "../db/migrate.js";
 import { resolveDatabase } from "../db/resolve.js";
+import { type CleanupResult, runCleanup } from "../idempotency/index.js";
 import { createLogger } from "../logger.js";
-import { type CleanupResult, runCleanup } from "./cleanup.js";
+import { CLEANUP_RUN_LOCK } from "./cleanup-job.js";
 
 const USAGE = "usage: npm run cleanup  (CLEANUP_BATCH_SIZE sets the records per batch)";
 
@@ -48,6 +49,7 @@ async function main() {
     try {
       result = await runCleanup(handle, {
         batchSize: config.CLEANUP_BATCH_SIZE,
+        runLock: CLEANUP_RUN_LOCK,
         countFirst: bar !== undefined,
         signal: controller.signal,
         onProgress: ({ deleted, total = 0 }) => {

@@ -1,19 +1,19 @@
 import { Hono } from "hono";
 import { requestId } from "hono/request-id";
 import { describe, expect, inject, it } from "vitest";
+import { openDatabase, type Transaction } from "../src/db/client.js";
+import type { Tenant } from "../src/db/schema.js";
+import { throwRejection } from "../src/http/idempotency-problems.js";
+import { createErrorHandler } from "../src/http/problem.js";
+import { type IdempotencyVariables, idempotency, ReplayCache } from "../src/idempotency/index.js";
+import { insertOrder } from "../src/orders/orders.queries.js";
 import {
   createTestTenant,
   newKey,
   ORDER_BODY,
   silentLogger,
   useDatabase,
-} from "../../test/helpers/harness.js";
-import { openDatabase, type Transaction } from "../db/client.js";
-import type { Tenant } from "../db/schema.js";
-import { createErrorHandler } from "../http/problem.js";
-import { insertOrder } from "../orders/orders.queries.js";
-import { type IdempotencyVariables, idempotency } from "./middleware.js";
-import { ReplayCache } from "./replay-cache.js";
+} from "./helpers/harness.js";
 
 const response = (body: string) => ({
   status: 201,
@@ -75,7 +75,12 @@ describe("replays from memory", () => {
     app.use(requestId());
     app.post(
       "/things",
-      idempotency<Env>({ db: own.db, tenantId: () => tenant.id, cache: new ReplayCache(1 << 20) }),
+      idempotency<Env>({
+        db: own.db,
+        tenantId: () => tenant.id,
+        onRejection: throwRejection,
+        cache: new ReplayCache(1 << 20),
+      }),
       async (c) =>
         c.json({ id: (await insertOrder(c.var.tx, tenant.id, ORDER_BODY)).order.id }, 201),
     );

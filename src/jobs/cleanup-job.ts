@@ -1,7 +1,11 @@
 import type { DatabaseHandle } from "../db/client.js";
+import { ADVISORY_LOCK_NAMESPACE, JOB_LOCKS } from "../db/locks.js";
+import { runCleanup } from "../idempotency/index.js";
 import type { Logger } from "../logger.js";
 import type { Metrics } from "../metrics.js";
-import { runCleanup } from "./cleanup.js";
+
+/** The app's cleanup lock, among its other jobs' locks. */
+export const CLEANUP_RUN_LOCK = { namespace: ADVISORY_LOCK_NAMESPACE, id: JOB_LOCKS.cleanup };
 
 export interface CleanupJobOptions {
   /** A pool of at least two connections (see `runCleanup`). */
@@ -38,6 +42,7 @@ export function startCleanupJob(options: CleanupJobOptions): CleanupJob {
     try {
       const result = await runCleanup(options.database, {
         batchSize: options.batchSize,
+        runLock: CLEANUP_RUN_LOCK,
         signal: controller.signal,
         onProgress: ({ deleted }) => {
           metrics?.observeCleanupBatch(deleted - counted);

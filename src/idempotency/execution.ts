@@ -1,0 +1,148 @@
+import type { IdempotencyDatabase, IdempotencyTransaction } from "./database.js";
+import {
+  advanceRecord,
+  type ClaimedRecord,
+  claimKey,
+  FINISHED,
+  fenceRecord,
+  finishRecord,
+  type KeyRef,
+  releaseRecord,
+  type StoredResponse,
+  takeOverAbandonedRecord,
+} from "./store.js";
+
+/** The final answer of a multi-phase request, as its last phase returns it. */
+export interface PhaseResponse {
+  status: number;
+  body: unknown;
+  headers?: Record<string, string>;
+}
+
+/** What a phase decides: move to the next recovery point, or finish with a response. */
+export type PhaseStep = { next: string } | { response: PhaseResponse };
+
+/** Another attempt took the record over: this execution must not write anything more. */
+export class LeaseLost extends Error {
+  override name = "LeaseLost";
+}
+
+export interface ExecutionOptions {
+  leaseMs: number;
+  ttlMs: number;
+  /** The id of the HTTP request this execution serves, for the bodies its phases store. */
+  requestId: string;
+}
+
+/**
+ * One execution of a request that spans several transactions (brandur's atomic phases): the
+ * record it claimed, where it got to, and the means to run its next phase.
+ *
+ * Each phase is one transaction that locks the record, checks that this attempt still owns it
+ * (a newer attempt after a lease ran out fences the old one off), runs the phase's business
+ * writes, and moves the record to the phase's recovery point or stores the final response.
+ * Work between phases (calling the payment provider) happens outside any transaction.
+ */
+export class Execution {
+  readonly key: KeyRef;
+  readonly recordId: string;
+  readonly attempt: number;
+  recoveryPoint: string;
+  finalResponse: StoredResponse | undefined;
+
+  constructor(
+    private readonly db: IdempotencyDatabase,
+    key: KeyRef,
+    claimed: ClaimedRecord,
+    readonly options: ExecutionOptions,
+  ) {
+    this.key = key;
+    this.recordId = claimed.recordId;
+    this.attempt = claimed.attempt;
+    this.recoveryPoint = claimed.recoveryPoint;
+  }
+
+  get tenantId(): string {
+    return this.key.tenantId;
+  }
+
+  /**
+   * Runs one atomic phase.
+   * @throws LeaseLost when another attempt owns the record now; nothing of the phase is kept
+   */
+  async phase(work: (tx: IdempotencyTransaction) => Promise<PhaseStep>): Promise<PhaseStep> {
+    let stored: StoredResponse | undefined;
+    const step = await this.db.transaction(async (tx) => {
+      if (!(await fenceRecord(tx, this.key, this.attempt))) throw new LeaseLost();
+      const step = await work(tx);
+      if ("next" in step) {
+        await advanceRecord(tx, this.key, this.attempt, step.next, this.options.leaseMs);
+      } else {
+        stored = serialise(step.response);
+        await finishRecord(tx, this.key, this.attempt, stored, this.options.ttlMs);
+      }
+      return step;
+    });
+    if ("next" in step) {
+      this.recoveryPoint = step.next;
+    } else {
+      this.recoveryPoint = FINISHED;
+      this.finalResponse = stored;
+    }
+    return step;
+  }
+
+  /** Gives the record up without a final response (see `releaseRecord`). */
+  async release(): Promise<void> {
+    await releaseRecord(this.db, this.key, this.attempt);
+  }
+
+  /**
+   * Takes over an abandoned record for the completer (see `takeOverAbandonedRecord`), under the
+   * key's lock without waiting: a key someone holds right now is not abandoned.
+   * @throws KeyLockTimeout when another transaction holds the key
+   */
+  static async takeOverAbandoned(
+    db: IdempotencyDatabase,
+    key: KeyRef,
+    graceMs: number,
+    options: ExecutionOptions,
+  ): Promise<Execution | undefined> {
+    const claimed = await db.transaction(async (tx) => {
+      await claimKey(tx, key, 0);
+      return takeOverAbandonedRecord(tx, key, options.leaseMs, graceMs);
+    });
+    return claimed && new Execution(db, key, claimed, options);
+  }
+}
+
+/**
+ * Drives an execution from wherever its record stopped to its final response: the step for its
+ * recovery point, then the next, until a phase stores the response. `steps` has one entry per
+ * recovery point before `finished`, so a missing step is a type error.
+ */
+export async function drive<Point extends string>(
+  execution: Execution,
+  steps: Record<Point, () => Promise<unknown>>,
+): Promise<StoredResponse> {
+  while (!execution.finalResponse) {
+    const step = (steps as Record<string, (() => Promise<unknown>) | undefined>)[
+      execution.recoveryPoint
+    ];
+    if (!step) throw new Error(`no step from recovery point ${execution.recoveryPoint}`);
+    await step();
+  }
+  return execution.finalResponse;
+}
+
+function serialise(response: PhaseResponse): StoredResponse {
+  return {
+    status: response.status,
+    headers: { "content-type": "application/json", ...lowerCase(response.headers) },
+    body: JSON.stringify(response.body),
+  };
+}
+
+function lowerCase(headers: Record<string, string> = {}): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
+}
