@@ -65,7 +65,7 @@ export interface IdempotencyOptions<E extends Env> {
   /**
    * Answers a request the layer rejects itself (key missing or invalid, reused, in progress;
    * body not JSON). It may return a response or throw the host's own error for its `onError`.
-   * Default `problemJson`: an RFC 9457 problem+json response.
+   * Default `problemJson`: throws an HTTPException carrying an RFC 9457 problem+json response.
    */
   onRejection?: (c: Context<E>, rejection: IdempotencyRejection) => Response | Promise<Response>;
   /**

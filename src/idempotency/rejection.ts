@@ -1,4 +1,5 @@
 import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
 
 /**
  * Every answer the layer gives on its own, one code per cause, with its status, title and
@@ -79,13 +80,13 @@ export type RejectionHandler = (
 export const PROBLEM_TYPE_BASE = "tag:idempotent-payments.dev,2026:problems/";
 
 /**
- * The default answer: an RFC 9457 `application/problem+json` body with `code` (and `errors`)
- * members, the rejection's headers, and `request_id` when Hono's `requestId` middleware runs.
+ * The default answer: throws an `HTTPException` carrying an RFC 9457 `application/problem+json`
+ * response (`code` and `errors` members, the rejection's headers, and `request_id` when Hono's
+ * `requestId` middleware runs), as Hono's own middleware do. Hono's default error handler sends
+ * that response; an `onError` of the host's gets it from `error.getResponse()`.
  */
 export const problemJson: RejectionHandler = function problemJson(c, rejection) {
   const requestId: string | undefined = c.get("requestId");
-  // Hono copies the headers of a response already on the context onto the one returned.
-  c.res = undefined;
   const body = {
     type: `${PROBLEM_TYPE_BASE}${rejection.code}`,
     title: rejection.title,
@@ -95,8 +96,9 @@ export const problemJson: RejectionHandler = function problemJson(c, rejection) 
     ...(requestId ? { request_id: requestId } : {}),
     ...(rejection.options.errors ? { errors: rejection.options.errors } : {}),
   };
-  return new Response(JSON.stringify(body), {
+  const res = new Response(JSON.stringify(body), {
     status: rejection.status,
     headers: { ...rejection.options.headers, "Content-Type": "application/problem+json" },
   });
+  throw new HTTPException(rejection.status, { res, cause: rejection });
 };
