@@ -1,3 +1,5 @@
+import { readFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { createRoute, z } from "@hono/zod-openapi";
 import { Scalar } from "@scalar/hono-api-reference";
 import { CONFIG_DEFAULTS } from "../config.js";
@@ -12,6 +14,14 @@ type GeneratedObjects = Record<string, GeneratedObject>;
 
 export const OPENAPI_DOCUMENT_PATH = "/openapi.json";
 export const API_REFERENCE_PATH = "/docs";
+/** The reference page's script, served from the installed package rather than a CDN. */
+export const API_REFERENCE_SCRIPT_PATH = `${API_REFERENCE_PATH}/scalar.js`;
+
+/** Scalar's standalone browser bundle, as `@scalar/api-reference` ships it. */
+const SCALAR_BUNDLE_FILE = createRequire(import.meta.url).resolve(
+  "@scalar/api-reference/browser/standalone.js",
+);
+let scalarBundle: Promise<Buffer> | undefined;
 
 const TTL_HOURS = CONFIG_DEFAULTS.IDEMPOTENCY_TTL_MS / 3_600_000;
 const WAIT_SECONDS = CONFIG_DEFAULTS.IDEMPOTENCY_WAIT_MS / 1000;
@@ -224,7 +234,7 @@ const getApiReferenceRoute = createRoute({
   summary: "Interactive API reference",
   description:
     `An HTML page that renders \`${OPENAPI_DOCUMENT_PATH}\` with Scalar and lets you try each ` +
-    "operation. The page loads its script from a CDN.",
+    "operation. The server serves the page's script itself, so it works without internet access.",
   security: [],
   responses: {
     200: {
@@ -254,8 +264,22 @@ export function documentApi(app: Router): void {
   app.openAPIRegistry.registerPath(getApiReferenceRoute);
   app.get(
     API_REFERENCE_PATH,
-    Scalar<AppEnv>({ url: OPENAPI_DOCUMENT_PATH, pageTitle: DOCUMENT_CONFIG.info.title }),
+    Scalar<AppEnv>({
+      url: OPENAPI_DOCUMENT_PATH,
+      pageTitle: DOCUMENT_CONFIG.info.title,
+      cdn: API_REFERENCE_SCRIPT_PATH,
+      // The default fonts come from Scalar's servers; the system's fonts need no network.
+      withDefaultFonts: false,
+    }),
   );
+  // A static asset of the page, not an operation of the API: left out of the document.
+  app.get(API_REFERENCE_SCRIPT_PATH, async function serveScalarBundle(c) {
+    scalarBundle ??= readFile(SCALAR_BUNDLE_FILE);
+    return c.body(new Uint8Array(await scalarBundle), 200, {
+      "Content-Type": "text/javascript; charset=utf-8",
+      "Cache-Control": "public, max-age=86400",
+    });
+  });
 }
 
 const IDEMPOTENCY_KEY_HEADER = "Idempotency-Key";
