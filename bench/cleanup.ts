@@ -9,14 +9,14 @@ import autocannon from "autocannon";
 import postgres from "postgres";
 import { type DatabaseHandle, openDatabase } from "../src/db/client.js";
 import { migrateDatabase } from "../src/db/migrate.js";
-import { runCleanup } from "../src/idempotency/cleanup.js";
+import { runCleanup } from "../src/idempotency/index.js";
 import { createTenant } from "../src/tenants/tenants.queries.js";
 import { REPO_ROOT } from "../test/helpers/server-process.js";
 import { createDatabase, dropDatabase } from "../test/helpers/test-database.js";
 import { BENCH_ORDER_BODY } from "./setup.js";
 
 /**
- * `npm run bench:cleanup`: what the retention cleanup costs live traffic (DESIGN section 6).
+ * `npm run bench:cleanup`: what the retention cleanup costs live traffic (docs/benchmarks.md).
  *
  * On a database of its own (created on the server of DATABASE_URL, dropped afterwards) it loads
  * BENCH_RECORDS expired idempotency records, starts the real server, and drives unique-key order

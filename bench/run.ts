@@ -2,7 +2,7 @@
  * `npm run bench`: the issue-2 benchmark of idempotent writes. Drives a real server with
  * autocannon (`GET /healthz`, unique-key creates, replays of one stored key) and runs the create
  * endpoint's transaction straight through postgres.js beside it, in the same run, together with
- * the claim strategies DESIGN section 5 compares. The phases take turns in short slices, so the
+ * the claim strategies docs/benchmarks.md compares. The phases take turns in short slices, so the
  * load other users put on a shared machine weighs on all of them alike. Prints a markdown table (or JSON with
  * `--json`); `--help` lists the options. Progress goes to stderr.
  */
