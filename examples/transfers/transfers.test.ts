@@ -71,6 +71,14 @@ describe("the transfers example on the layer's public surface", () => {
       transfers: 1,
       records: 1,
     });
+    // The defaults: one tenant, `idk_` and a UUID for the record, kept for 24 hours.
+    const [record] = await client<{ tenant_id: string; record_id: string; hours: number }[]>`
+      SELECT tenant_id, record_id,
+        round(extract(epoch FROM expires_at - created_at) / 3600)::int AS hours
+      FROM idempotency_keys WHERE key = ${key}`;
+    expect(record?.tenant_id).toBe("default");
+    expect(record?.record_id).toMatch(/^idk_[0-9a-f-]{36}$/);
+    expect(record?.hours).toBe(24);
   });
 
   it("answers 422 idempotency_key_reused for the key with another body, moving nothing", async () => {
