@@ -1,6 +1,6 @@
 const KEY = String.raw`[A-Za-z0-9\-_.:~+/=]{16,255}`;
 
-/** 16-255 characters of `A-Z a-z 0-9 - _ . : ~ + / =` (docs/idempotency.md). */
+/** 16-255 characters of `A-Z a-z 0-9 - _ . : ~ + / =` (see README.md). */
 export const IDEMPOTENCY_KEY_PATTERN = new RegExp(`^${KEY}$`);
 
 /**

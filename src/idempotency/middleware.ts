@@ -17,7 +17,9 @@ import {
   storedResponseOf,
 } from "./store.js";
 
+/** The headers a replay repeats; the rest describe one response, not the outcome. */
 const STORED_HEADERS = ["content-type", "location"] as const;
+
 /** Marks the end of a transaction whose work must not be committed. */
 class Discard extends Error {
   constructor(readonly response?: StoredResponse) {
