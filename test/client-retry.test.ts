@@ -233,6 +233,28 @@ describe("a call without an answer", () => {
     expect(arrivals[1]?.idempotencyKey).toBe(result.idempotencyKey);
   });
 
+  it("raises ApiConnectionError, timedOut, when every attempt outlives timeoutMs", async () => {
+    const { api } = stubClient({ timeoutMs: 100, maxRetries: 1 });
+    script = ["hang", "hang"];
+    const error = await api.orders.get("ord_1").catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ApiConnectionError);
+    expect(error).toMatchObject({ timedOut: true, attempts: 2, idempotencyKey: undefined });
+    expect((error as Error).message).toBe(
+      "GET /v1/orders/ord_1: no answer within 100 ms, after 2 attempts",
+    );
+    expect(arrivals).toHaveLength(2);
+  });
+
+  it("cuts the last attempt short at maxElapsedMs", async () => {
+    const { api } = stubClient({ timeoutMs: 10_000, maxElapsedMs: 300 });
+    script = ["hang"];
+    const started = performance.now();
+    const error = await api.orders.create(ORDER).catch((e: unknown) => e);
+    expect(performance.now() - started).toBeLessThan(600);
+    expect(error).toMatchObject({ timedOut: true, attempts: 1 });
+    expect(arrivals).toHaveLength(1);
+  });
+
   it("raises ApiConnectionError with the key when a refused connection stays refused", async () => {
     const closed = createServer();
     closed.listen(0, "127.0.0.1");

@@ -171,13 +171,12 @@ export function createClient(options: ClientOptions) {
 
     for (let attempts = 1; ; attempts++) {
       signal?.throwIfAborted();
-      const remainingMs = bounds.maxElapsedMs - (Date.now() - started);
-      const outcome = await attempt(
-        url,
-        init,
-        Math.max(1, Math.min(timeoutMs, remainingMs)),
-        signal,
+      // The last attempt gets only what is left of the call's time.
+      const limitMs = Math.max(
+        1,
+        Math.min(timeoutMs, bounds.maxElapsedMs - (Date.now() - started)),
       );
+      const outcome = await attempt(url, init, limitMs, signal);
       const facts = { idempotencyKey, attempts };
       let error: Error;
       let reason: RetryReason | undefined;
@@ -187,7 +186,7 @@ export function createClient(options: ClientOptions) {
       if (outcome.kind === "no_answer") {
         reason = outcome.timedOut ? "timeout" : "network";
         const what = outcome.timedOut
-          ? `no answer within ${timeoutMs} ms`
+          ? `no answer within ${limitMs} ms`
           : `connection failed (${describe(outcome.error)})`;
         error = new ApiConnectionError(
           `${label}: ${what}, after ${attempts} attempt${attempts === 1 ? "" : "s"}`,
