@@ -16,7 +16,7 @@ import { createDatabase, dropDatabase } from "../test/helpers/test-database.js";
 import { BENCH_ORDER_BODY } from "./setup.js";
 
 /**
- * `npm run bench:cleanup`: what the retention cleanup costs live traffic (docs/benchmarks.md).
+ * `npm run bench:cleanup`: what the retention cleanup costs live traffic.
  *
  * On a database of its own (created on the server of DATABASE_URL, dropped afterwards) it loads
  * BENCH_RECORDS expired idempotency records, starts the real server, and drives unique-key order

@@ -4,7 +4,7 @@ import type { CpuShare } from "./stats.js";
 
 /** Linux reports process CPU in clock ticks; 100 per second on every mainstream kernel config. */
 const TICKS_PER_SECOND = 100;
-const US_PER_TICK = 1e6 / TICKS_PER_SECOND;
+export const US_PER_TICK = 1e6 / TICKS_PER_SECOND;
 
 /** A starting point for `CpuMeter.since`. */
 export interface CpuReading {
@@ -119,7 +119,7 @@ export function cpuShare(usage: CpuUsage, operations: number): CpuShare | undefi
 }
 
 /** utime + stime of a process, in ticks; undefined when it is not visible here. */
-function processTicks(pid: number): number | undefined {
+export function processTicks(pid: number): number | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     // The command name (field 2) may contain spaces; the fields after its ")" are fixed.
@@ -131,7 +131,7 @@ function processTicks(pid: number): number | undefined {
   }
 }
 
-function isPostgresProcess(pid: number): boolean {
+export function isPostgresProcess(pid: number): boolean {
   try {
     return readFileSync(`/proc/${pid}/comm`, "utf8").startsWith("postgres");
   } catch {

@@ -1,23 +1,36 @@
 /**
- * `npm run bench`: the issue-2 benchmark of idempotent writes. Drives a real server with
- * autocannon (`GET /healthz`, unique-key creates, replays of one stored key) and runs the create
- * endpoint's transaction straight through postgres.js beside it, in the same run, together with
- * the claim strategies docs/benchmarks.md compares. The phases take turns in short slices, so the
- * load other users put on a shared machine weighs on all of them alike. Prints a markdown table (or JSON with
- * `--json`); `--help` lists the options. Progress goes to stderr.
+ * `npm run bench`: the benchmark of idempotent writes. Drives a real server with autocannon
+ * (`GET /healthz`, unique-key creates, replays of stored keys) beside its peers and limits, in
+ * one run: the naive idempotency a tutorial adds to an Express app (`bench/naive-peer.ts`),
+ * pgbench running the statements of our create transaction and of the bare order (the SQL
+ * limit, with a client that costs next to nothing), and the create transaction through
+ * drizzle and postgres.js together with the alternative claim strategies. The phases take turns
+ * in short slices, so the load other users put on a shared machine weighs on all of them alike.
+ * Prints markdown tables (or JSON with `--json`); `--help` lists the options. Progress goes to
+ * stderr.
  */
 import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { cpus, loadavg } from "node:os";
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { loadConfig } from "../src/config.js";
 import { openDatabase } from "../src/db/client.js";
+import { startEmbeddedPostgres } from "../src/db/embedded.js";
 import { CreateOrderBodySchema } from "../src/orders/orders.schema.js";
 import { createTenant, findTenantByApiKey } from "../src/tenants/tenants.queries.js";
 import { addUsage, CpuMeter, type CpuUsage, cpuShare } from "./cpu.js";
 import { type HttpRequestSpec, KeyLedger, RotatingKeys, runHttp } from "./http-phase.js";
-import { BENCH_ORDER_BODY, createBenchDatabase, startBenchServer } from "./setup.js";
+import { PGBENCH_SCRIPTS, runPgbench } from "./pgbench-phase.js";
+import {
+  BENCH_ORDER_BODY,
+  type BenchServer,
+  createBenchDatabase,
+  startBenchServer,
+  startNaivePeer,
+} from "./setup.js";
 import {
   advisoryLockClaim,
   bareOrder,
@@ -28,14 +41,15 @@ import {
 } from "./sql-phase.js";
 import { type PhaseResult, percentiles, Tally } from "./stats.js";
 
-const DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test";
-
-/** Phase ids in the order they run: each ratio's two sides run one after the other. */
+/** Phase ids in the order they run: each ratio's two sides run close to each other. */
 const PHASES = [
   "healthz",
   "replay",
   "replay-spread",
   "create",
+  "naive",
+  "pgbench-create",
+  "pgbench-bare",
   "direct",
   "bare",
   "record-first",
@@ -47,9 +61,10 @@ const HELP = `Usage: npm run bench -- [options]
   --url <url>            an already running server (then also --api-key, and DATABASE_URL
                          must be that server's database: the direct-SQL phases and the
                          checks use it). Without --url the benchmark creates a database on
-                         DATABASE_URL (default ${DEFAULT_DATABASE_URL}),
-                         migrates it, starts the server on it (LOG_LEVEL=info, log read
-                         and discarded) and drops the database at the end.
+                         DATABASE_URL (without it, on an embedded PostgreSQL of its own,
+                         as \`npm start\` would), migrates it, starts the server on it
+                         (LOG_LEVEL=info, log read and discarded) and drops the database at
+                         the end.
   --api-key <key>        API key of the tenant to use with --url
   --duration <seconds>   measured seconds per phase (default 10)
   --warmup <seconds>     unmeasured seconds before each phase's first slice (default 2)
@@ -67,7 +82,10 @@ const LABELS: Record<PhaseId, string> = {
   replay: "POST /v1/orders, replay of one stored key",
   "replay-spread": "POST /v1/orders, replays of 64 stored keys in turn (diagnostic)",
   create: "POST /v1/orders, unique keys",
-  direct: "direct SQL: the create transaction = claim (b)",
+  naive: "naive peer: Express + postgres.js, SELECT key, INSERT order, INSERT key",
+  "pgbench-create": "pgbench: our create transaction's statements",
+  "pgbench-bare": "pgbench: the bare order transaction",
+  direct: "direct SQL: the create transaction = claim (b) through drizzle",
   bare: "direct SQL: claim (a), bare order transaction",
   "record-first": "direct SQL: claim (c), record first, UPDATE at the end",
 };
@@ -226,7 +244,7 @@ async function main(): Promise<number> {
       baseUrl = options.url;
       serverDescription = `already running at ${baseUrl}`;
     } else {
-      const adminUrl = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
+      const adminUrl = process.env.DATABASE_URL || (await embeddedDatabase(cleanups));
       log(`creating and migrating a database on ${redact(adminUrl)}`);
       const database = await createBenchDatabase(adminUrl);
       cleanups.push(database.drop);
@@ -267,8 +285,15 @@ async function main(): Promise<number> {
       tenantId = created.tenant.id;
     }
 
+    let peer: BenchServer | undefined;
+    if (options.phases.has("naive")) {
+      peer = await startNaivePeer({ databaseUrl, tenantId });
+      cleanups.push(peer.stop);
+      log(`naive peer ready at ${peer.url}`);
+    }
     const info = await runInfo(probe, options, config.DATABASE_POOL_MAX, serverDescription);
-    const bench = new Bench(options, baseUrl, apiKey, probe, tenantId, serverPid, {
+    const benchTargets = { databaseUrl, serverPid, peer };
+    const bench = new Bench(options, baseUrl, apiKey, probe, tenantId, benchTargets, {
       db: handle.db,
       tenantId,
       input: CreateOrderBodySchema.parse(JSON.parse(BENCH_ORDER_BODY)),
@@ -282,11 +307,12 @@ async function main(): Promise<number> {
     }
 
     const ratios = computeRatios(results);
+    const targets = computeTargets(results);
     const strategies = computeStrategies(results);
     process.stdout.write(
       options.json
-        ? `${JSON.stringify({ info, phases: results, ratios, strategies }, null, 2)}\n`
-        : markdown(info, results, ratios, strategies),
+        ? `${JSON.stringify({ info, phases: results, ratios, targets, strategies }, null, 2)}\n`
+        : markdown(info, results, ratios, targets, strategies),
     );
     return results.some((result) => result.problems.length > 0) ? 1 : 0;
   } finally {
@@ -294,8 +320,44 @@ async function main(): Promise<number> {
   }
 }
 
-/** What one phase is: autocannon against the server, or direct transactions. */
-type PhaseWork = { http: HttpRequestSpec } | { transaction: OrderTransaction };
+/**
+ * What one phase is: autocannon against the server (or the naive peer), transactions through
+ * drizzle and postgres.js in this process, or a pgbench script.
+ */
+type PhaseWork =
+  | { http: HttpRequestSpec; peer?: true }
+  | { transaction: OrderTransaction }
+  | { pgbench: string };
+
+/** Where the phases send their work. */
+interface BenchTargets {
+  databaseUrl: string;
+  serverPid: number | undefined;
+  peer: BenchServer | undefined;
+}
+
+/** A PostgreSQL of the benchmark's own, started as `npm start` starts its default one. */
+async function embeddedDatabase(cleanups: (() => Promise<unknown>)[]): Promise<string> {
+  const root = mkdtempSync(join(tmpdir(), "bench-postgres-"));
+  // The server runs as the postgres user when we are root: it must reach its directory.
+  chmodSync(root, 0o755);
+  cleanups.push(async () => rmSync(root, { recursive: true, force: true }));
+  log("no DATABASE_URL: starting an embedded PostgreSQL");
+  const embedded = await startEmbeddedPostgres({ dataDir: join(root, "data") });
+  cleanups.push(embedded.stop);
+  return embedded.url;
+}
+
+/** Resident memory of a process in bytes, from /proc; undefined where unreadable. */
+function rssBytes(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return match ? Number(match[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** A phase's totals over its slices. */
 class PhaseTotals {
@@ -311,6 +373,8 @@ class PhaseTotals {
   records = 0;
   /** Direct transactions committed, warm-up included. */
   committed = 0;
+  /** The largest resident memory of the process serving the phase, seen after a slice. */
+  rssBytes: number | undefined;
 
   constructor(readonly work: PhaseWork) {}
 }
@@ -322,7 +386,9 @@ class PhaseTotals {
  */
 class Bench {
   private readonly cpu: CpuMeter;
+  private readonly peerCpu: CpuMeter;
   private readonly keys = new KeyLedger();
+  private readonly peerKeys = new KeyLedger();
 
   constructor(
     private readonly options: Options,
@@ -330,10 +396,11 @@ class Bench {
     private readonly apiKey: string,
     private readonly probe: postgres.Sql,
     private readonly tenantId: string,
-    serverPid: number | undefined,
+    private readonly targets: BenchTargets,
     private readonly workload: OrderWorkload,
   ) {
-    this.cpu = new CpuMeter(probe, serverPid);
+    this.cpu = new CpuMeter(probe, targets.serverPid);
+    this.peerCpu = new CpuMeter(probe, targets.peer?.pid);
   }
 
   async run(ids: PhaseId[]): Promise<PhaseResult[]> {
@@ -377,6 +444,22 @@ class Bench {
                 : undefined,
           },
         };
+      case "naive":
+        return {
+          peer: true,
+          http: {
+            method: "POST",
+            path: "/v1/orders",
+            headers: { "content-type": "application/json" },
+            body: BENCH_ORDER_BODY,
+            expectStatus: 201,
+            keys: this.peerKeys,
+          },
+        };
+      case "pgbench-create":
+        return { pgbench: PGBENCH_SCRIPTS.create };
+      case "pgbench-bare":
+        return { pgbench: PGBENCH_SCRIPTS.bare };
       case "direct":
         return { transaction: advisoryLockClaim };
       case "bare":
@@ -389,12 +472,36 @@ class Bench {
   /** One warm-up or measured slice of a phase, with the rows it added to the database. */
   private async slice(phase: PhaseTotals, seconds: number, measured: boolean): Promise<void> {
     const before = await this.rowCounts();
-    const meter = measured ? await this.cpu.start() : undefined;
     const { work } = phase;
+    const peer = "http" in work && work.peer === true;
+    const cpu = peer ? this.peerCpu : this.cpu;
+    const meter = measured ? await cpu.start() : undefined;
     let operations: number;
-    if ("http" in work) {
+    // pgbench's backends come and go with it; their CPU is sampled during the run instead.
+    let pgbenchPostgresUs: number | undefined;
+    if ("pgbench" in work) {
+      const run = await runPgbench({
+        databaseUrl: this.targets.databaseUrl,
+        script: work.pgbench,
+        tenantId: this.tenantId,
+        clients: this.options.connections,
+        seconds,
+        sampleLatency: measured,
+        probe: this.probe,
+      });
+      operations = run.committed;
+      phase.committed += run.committed;
+      if (measured) {
+        appendAll(phase.latencies, run.latencies);
+        phase.elapsedSeconds += run.elapsedSeconds;
+        if (run.postgresUsPerTransaction !== undefined) {
+          pgbenchPostgresUs = run.postgresUsPerTransaction * run.committed;
+        }
+      }
+      mergeTally(measured ? phase.problems : phase.warmupProblems, run.problems);
+    } else if ("http" in work) {
       const run = await runHttp(work.http, {
-        baseUrl: this.baseUrl,
+        baseUrl: peer ? (this.targets.peer?.url ?? "") : this.baseUrl,
         connections: this.options.connections,
         seconds,
         sampleLatency: measured,
@@ -422,8 +529,16 @@ class Bench {
       }
       mergeTally(measured ? phase.problems : phase.warmupProblems, run.problems);
     }
-    if (meter) phase.cpu = addUsage(phase.cpu, await this.cpu.since(meter));
+    if (meter) {
+      const usage = await cpu.since(meter);
+      if (pgbenchPostgresUs !== undefined) usage.postgresUs = pgbenchPostgresUs;
+      phase.cpu = addUsage(phase.cpu, usage);
+    }
     if (measured) phase.count += operations;
+    if (measured && "http" in work) {
+      const rss = rssBytes(peer ? this.targets.peer?.pid : this.targets.serverPid);
+      if (rss !== undefined) phase.rssBytes = Math.max(phase.rssBytes ?? 0, rss);
+    }
     // autocannon closes its connections at the deadline with up to one request each in flight;
     // the server still finishes those: let them end before the next slice and before counting.
     if ("http" in work) await this.settle();
@@ -451,7 +566,15 @@ class Bench {
       else notes.push("each the stored response, Idempotent-Replayed: true; no order created");
     } else if (id === "create") {
       problems.push(...(await this.checkCreated(phase, notes, warm)));
-    } else if ("transaction" in work) {
+    } else if (id === "naive") {
+      // The peer's orders carry no record of ours; its keys are its own table's.
+      const created = this.peerKeys.created.length;
+      if (phase.orders < created) {
+        problems.push(`${phase.orders} orders added for ${created} × 201${warm}`);
+      } else {
+        notes.push(`${phase.orders} orders added for ${created} × 201${warm} (no transaction)`);
+      }
+    } else if ("transaction" in work || "pgbench" in work) {
       if (phase.orders !== phase.committed) {
         problems.push(`${phase.orders} orders for ${phase.committed} commits${warm}`);
       } else {
@@ -463,6 +586,7 @@ class Bench {
       id,
       label: LABELS[id],
       kind: "http" in work ? "http" : "sql",
+      ...(phase.rssBytes !== undefined ? { rssBytes: phase.rssBytes } : {}),
       count: phase.count,
       elapsedSeconds: phase.elapsedSeconds,
       perSecond: phase.count / phase.elapsedSeconds,
@@ -586,21 +710,53 @@ function mergeTally(into: Tally, from: Tally): void {
 function computeRatios(results: PhaseResult[]): Ratio[] {
   const find = (id: PhaseId) => results.find((result) => result.id === id);
   const ratios: Ratio[] = [];
-  const add = (name: string, numerator: PhaseId, denominator: PhaseId) => {
+  const add = (name: string, numerator: PhaseId, denominator: PhaseId, target: number) => {
     const top = find(numerator);
     const bottom = find(denominator);
     if (!top || !bottom) return;
     const value = top.perSecond / bottom.perSecond;
     const invalid = top.problems.length > 0 || bottom.problems.length > 0;
-    const ratio: Ratio = { name, value, target: 0.5, met: value >= 0.5, invalid };
+    const ratio: Ratio = { name, value, target, met: value >= target, invalid };
     const topCpu = cpuPerOperation(top);
     const bottomCpu = cpuPerOperation(bottom);
     if (topCpu && bottomCpu) ratio.byCpu = bottomCpu / topCpu;
     ratios.push(ratio);
   };
-  add("create / direct SQL", "create", "direct");
-  add("replay / GET /healthz", "replay", "healthz");
+  add("create / naive peer", "create", "naive", 1);
+  add("create / pgbench of our create transaction", "create", "pgbench-create", 0.5);
+  add("replay / GET /healthz", "replay", "healthz", 0.7);
+  add("create / direct SQL through drizzle (diagnostic)", "create", "direct", 0.5);
   return ratios;
+}
+
+/** A bound on one figure of the run, besides the ratios. */
+interface Target {
+  name: string;
+  measured: number | undefined;
+  unit: string;
+  limit: number;
+  met: boolean;
+}
+
+function computeTargets(results: PhaseResult[]): Target[] {
+  const create = results.find((result) => result.id === "create");
+  if (!create) return [];
+  const target = (name: string, measured: number | undefined, unit: string, limit: number) => ({
+    name,
+    measured,
+    unit,
+    limit,
+    met: measured !== undefined && measured <= limit,
+  });
+  const serverRss = Math.max(
+    ...results.filter((r) => r.kind === "http" && r.id !== "naive").map((r) => r.rssBytes ?? 0),
+  );
+  return [
+    target("server CPU per create", create.cpu?.serverUs, "µs", 400),
+    target("PostgreSQL CPU per create", create.cpu?.postgresUs, "µs", 350),
+    target("create p99 / p50", create.p99Ms / create.p50Ms, "×", 3),
+    target("server RSS under load", serverRss > 0 ? serverRss / 1e6 : undefined, "MB", 200),
+  ];
 }
 
 function computeStrategies(results: PhaseResult[]): Strategy[] {
@@ -664,6 +820,7 @@ function markdown(
   info: RunInfo,
   results: PhaseResult[],
   ratios: Ratio[],
+  targets: Target[],
   strategies: Strategy[],
 ): string {
   const out: string[] = [];
@@ -677,13 +834,14 @@ function markdown(
         .join(", ")}); ` +
       `Node ${info.node}; server ${info.server}.`,
     "",
-    "| phase | req/s | p50 ms | p99 ms | errors |",
-    "|---|--:|--:|--:|---|",
+    "| phase | req/s | p50 ms | p99 ms | RSS MB | errors |",
+    "|---|--:|--:|--:|--:|---|",
   );
   for (const r of results) {
+    const rss = r.rssBytes === undefined ? undefined : r.rssBytes / 1e6;
     out.push(
       `| ${r.label} | ${fmt(r.perSecond, 0)} | ${fmt(r.p50Ms, 2)} | ${fmt(r.p99Ms, 2)} | ` +
-        `${r.problems.length === 0 ? "none" : `**${r.problems.join("; ")}**`} |`,
+        `${fmt(rss, 0)} | ${r.problems.length === 0 ? "none" : `**${r.problems.join("; ")}**`} |`,
     );
   }
   out.push("");
@@ -700,6 +858,16 @@ function markdown(
         `| ${ratio.name} | ${fmt(ratio.value, 2)} | ≥ ${ratio.target} | ` +
           `${ratio.invalid ? "**invalid: errors**" : ratio.met ? "met" : "**missed**"} | ` +
           `${fmt(ratio.byCpu, 2)} |`,
+      );
+    }
+    out.push("");
+  }
+  if (targets.length > 0) {
+    out.push("| bound | measured | limit | |", "|---|--:|--:|---|");
+    for (const t of targets) {
+      out.push(
+        `| ${t.name} | ${fmt(t.measured, t.unit === "×" ? 2 : 0)} ${t.unit} | ≤ ${t.limit} ${t.unit} | ` +
+          `${t.met ? "met" : "**missed**"} |`,
       );
     }
     out.push("");

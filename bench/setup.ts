@@ -154,3 +154,51 @@ function listeningUrl(line: string): string | undefined {
     return undefined;
   }
 }
+
+/** The naive peer (`bench/naive-peer.ts`) running as a child process. */
+export async function startNaivePeer(options: {
+  databaseUrl: string;
+  tenantId: string;
+}): Promise<BenchServer> {
+  const child = spawn(process.execPath, ["--import", "tsx", "bench/naive-peer.ts"], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, DATABASE_URL: options.databaseUrl, BENCH_TENANT_ID: options.tenantId },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  const exited = once(child, "exit");
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`naive peer did not listen within 30 s:\n${output}`));
+    }, 30_000);
+    const onData = (chunk: Buffer) => {
+      output = (output + chunk.toString("utf8")).slice(-8000);
+      const match = /listening (http:\/\/\S+)/.exec(output);
+      if (!match?.[1]) return;
+      clearTimeout(timer);
+      child.stdout.off("data", onData);
+      child.stdout.resume();
+      resolve(match[1]);
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", (chunk: Buffer) => {
+      output = (output + chunk.toString("utf8")).slice(-8000);
+    });
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`naive peer exited (${code ?? signal}) before listening:\n${output}`));
+    });
+  });
+  return {
+    url,
+    pid: child.pid as number,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      child.kill("SIGTERM");
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}

@@ -75,7 +75,7 @@ export const advisoryLockClaim: OrderTransaction = async (w) => {
 };
 
 /**
- * (c) The alternative claim (record first, see docs/benchmarks.md), for comparison only: the record is inserted
+ * (c) The alternative claim (docs/idempotency.md), for comparison only: the record is inserted
  * first (`ON CONFLICT DO NOTHING`: a concurrent duplicate blocks on the primary key until this
  * transaction ends), then the order's writes, then an `UPDATE` stores the response. Only the
  * path of a new key is implemented; with the benchmark's unique keys a conflict is a bug.

@@ -19,6 +19,8 @@ export interface PhaseResult {
   /** Facts the checks established, e.g. "42 orders = 42 × 201". */
   notes: string[];
   cpu?: CpuShare;
+  /** Largest resident memory of the process that served an HTTP phase (server or peer). */
+  rssBytes?: number;
 }
 
 /** CPU time per operation in microseconds, by consumer, over the measured window. */

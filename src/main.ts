@@ -55,6 +55,7 @@ async function main() {
             graceMs: config.COMPLETER_GRACE_MS,
           },
           config.COMPLETER_INTERVAL_MS,
+          metrics,
         )
       : async () => {};
   logger.info(

@@ -14,6 +14,9 @@ const IDEMPOTENCY_OUTCOMES: Record<IdempotencyOutcome, true> = {
 const CLEANUP_STATUSES = ["completed", "skipped", "aborted", "failed"] as const;
 export type CleanupStatus = (typeof CLEANUP_STATUSES)[number];
 
+const COMPLETER_STATUSES = ["completed", "failed"] as const;
+const COMPLETER_OUTCOMES = ["finished", "left"] as const;
+
 /**
  * Request latency buckets in seconds: from a replay answered in a millisecond to a request that
  * waited out `IDEMPOTENCY_WAIT_MS` (5 s by default) for a concurrent duplicate.
@@ -99,6 +102,31 @@ export function createMetrics(options: MetricsOptions = {}) {
   });
   for (const status of CLEANUP_STATUSES) cleanupRuns.inc({ status }, 0);
 
+  const completerRuns = new Counter({
+    name: "completer_runs_total",
+    help:
+      "Runs of this process's completer job by status: completed (it went through the " +
+      "abandoned records it found, whatever each one's outcome) or failed (it could not).",
+    labelNames: ["status"] as const,
+    registers,
+  });
+  const completerRecords = new Counter({
+    name: "completer_records_total",
+    help:
+      "Abandoned payments and refunds the completer took on, by outcome: finished (driven to " +
+      "their final response) or left (for a later run: provider unavailable, or taken by " +
+      "someone else).",
+    labelNames: ["outcome"] as const,
+    registers,
+  });
+  const completerLastSuccess = new Gauge({
+    name: "completer_last_success_timestamp_seconds",
+    help: "Unix time of this process's last completed completer run; 0 before the first.",
+    registers,
+  });
+  for (const status of COMPLETER_STATUSES) completerRuns.inc({ status }, 0);
+  for (const outcome of COMPLETER_OUTCOMES) completerRecords.inc({ outcome }, 0);
+
   const { poolStats } = options;
   if (poolStats) {
     new Gauge({
@@ -154,6 +182,17 @@ export function createMetrics(options: MetricsOptions = {}) {
     /** One cleanup run that threw. */
     observeCleanupFailure() {
       cleanupRuns.inc({ status: "failed" });
+    },
+    /** One completer run that returned. */
+    observeCompleterRun(run: { completed: number; left: number }) {
+      completerRuns.inc({ status: "completed" });
+      completerRecords.inc({ outcome: "finished" }, run.completed);
+      completerRecords.inc({ outcome: "left" }, run.left);
+      completerLastSuccess.setToCurrentTime();
+    },
+    /** One completer run that threw. */
+    observeCompleterFailure() {
+      completerRuns.inc({ status: "failed" });
     },
   };
 }

@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { openDatabase } from "../src/db/client.js";
 import { createMetrics, type Metrics } from "../src/metrics.js";
@@ -11,6 +13,7 @@ import {
   testApp,
 } from "./helpers/harness.js";
 import { sample } from "./helpers/prometheus.js";
+import { REPO_ROOT } from "./helpers/server-process.js";
 
 /**
  * `/metrics` as Prometheus reads it, after real requests: each test builds an app with a
@@ -213,5 +216,21 @@ describe("GET /metrics", () => {
     await one.app.request("/healthz");
     expect(sample(await one.scrape(), "http_requests_total", { route: "/healthz" })).toBe(2);
     expect(sample(await other.scrape(), "http_requests_total", { route: "/healthz" })).toBe(0);
+  });
+});
+
+describe("docs/operations.md", () => {
+  it("documents every metric /metrics serves, besides prom-client's process defaults", async () => {
+    const metrics = createMetrics({
+      processMetrics: true,
+      poolStats: () => ({ max: 1, activeTransactions: 0, waitingTransactions: 0 }),
+    });
+    const served = (await metrics.registry.getMetricsAsJSON())
+      .map((metric) => metric.name)
+      .filter((name) => !name.startsWith("process_") && !name.startsWith("nodejs_"));
+    const docs = readFileSync(join(REPO_ROOT, "docs/operations.md"), "utf8");
+    const documented = [...docs.matchAll(/^\|\s*`([a-z][a-z0-9_]+)`\s*\|/gm)].map((m) => m[1]);
+    expect(served.length).toBeGreaterThan(10);
+    expect(served.filter((name) => !documented.includes(name))).toEqual([]);
   });
 });

@@ -2,9 +2,11 @@ import { count, lt, sql } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { idempotencyKeys, orders } from "../src/db/schema.js";
 import { apiClient, createTestTenant, newKey, ORDER_BODY } from "./helpers/harness.js";
+import { PAYABLE_ORDER, recordOf } from "./helpers/payments.js";
 import { usePrivateDatabase } from "./helpers/private-database.js";
 import { sample } from "./helpers/prometheus.js";
 import { startServer } from "./helpers/server-process.js";
+import { startSimulator } from "./helpers/simulator-process.js";
 
 /**
  * The server as it runs in production, for longer than every default timer: the pool's idle
@@ -20,12 +22,14 @@ describe("a server left running with its default timers", () => {
   const database = usePrivateDatabase("soak");
 
   it(
-    "cleans up in every interval, stays small, and stops on SIGTERM",
+    "cleans up in every interval, completes an abandoned payment, stays small, stops on SIGTERM",
     async () => {
       const { db } = database.handle;
       const { apiKey, tenant } = await createTestTenant(db, "soak");
+      const sim = await startSimulator();
       const server = await startServer({
         DATABASE_URL: database.url,
+        STRIPE_API_URL: sim.url,
         CLEANUP_INTERVAL_MS: "60000",
         IDEMPOTENCY_TTL_MS: String(TTL_MS),
       });
@@ -33,7 +37,22 @@ describe("a server left running with its default timers", () => {
       const api = apiClient(server.url, apiKey);
       const metrics = async () => (await fetch(`${server.url}/metrics`)).text();
       const rssAtStart = sample(await metrics(), "process_resident_memory_bytes");
-      let created = 0;
+
+      // A payment whose client gives up: the charge is made, both of its responses are lost
+      // (the SDK's retry too), the client gets a 503 and never comes back. The default lease
+      // (30 s) and grace (10 s) then hand it to the in-process completer (every 10 s).
+      const orderId = (await (await api.post("/v1/orders", PAYABLE_ORDER)).json()).id as string;
+      const paymentKey = newKey();
+      await sim.control.setFaults({ lose_response: 2, path_prefix: "/v1/payment_intents" });
+      const abandoned = await api.post(
+        "/v1/payments",
+        { order_id: orderId, payment_method: "pm_card_visa" },
+        { key: paymentKey },
+      );
+      expect(abandoned.status).toBe(503);
+      expect(await recordOf(db, tenant.id, paymentKey)).toMatchObject({ responseStatus: null });
+      await sim.control.clearFaults();
+      let created = 1; // the order paid above
       // Traffic in bursts with idle stretches between them, so the pool's connections go idle
       // and are closed by its timeout while the jobs keep their schedule.
       const burst = async (n: number) => {
@@ -48,6 +67,14 @@ describe("a server left running with its default timers", () => {
       try {
         await burst(200);
         await until(75_000); // idle across the first idle timeout and the second cleanup run
+        // The completer finished the abandoned payment meanwhile, with the one charge made (its
+        // record, finished and then expired, may already be cleaned up).
+        const [paid] = await db.execute<{ payment: string; order: string }>(sql`
+          SELECT p.status AS payment, o.status AS order
+          FROM payments p JOIN orders o ON o.tenant_id = p.tenant_id AND o.id = p.order_id
+          WHERE p.tenant_id = ${tenant.id}`);
+        expect(paid).toEqual({ payment: "succeeded", order: "paid" });
+        expect(await sim.control.charges({ metadata: { order_id: orderId } })).toHaveLength(1);
         await burst(200);
         await until(SOAK_MS);
 
@@ -76,16 +103,25 @@ describe("a server left running with its default timers", () => {
         const deleted = sample(text, "idempotency_cleanup_deleted_total");
         expect(deleted).toBeGreaterThanOrEqual(400);
 
+        // The completer ran every 10 s all along, and took on the abandoned payment once.
+        const completerRuns = sample(text, "completer_runs_total", { status: "completed" });
+        expect(completerRuns).toBeGreaterThanOrEqual(SOAK_MS / 10_000 - 2);
+        expect(sample(text, "completer_runs_total", { status: "failed" })).toBe(0);
+        expect(sample(text, "completer_records_total", { outcome: "finished" })).toBe(1);
+        const completerLast = sample(text, "completer_last_success_timestamp_seconds");
+        expect(Date.now() / 1000 - completerLast).toBeLessThan(11);
+
         const rssAtEnd = sample(text, "process_resident_memory_bytes");
         expect(rssAtEnd).toBeLessThan(Math.max(2 * rssAtStart, 300 * 1024 * 1024));
         console.info(
-          `[soak] ${completedRuns} cleanup runs, ${deleted} deleted, RSS ${Math.round(rssAtStart / 1e6)} → ${Math.round(rssAtEnd / 1e6)} MB`,
+          `[soak] ${completedRuns} cleanup runs, ${deleted} deleted, ${completerRuns} completer runs, RSS ${Math.round(rssAtStart / 1e6)} → ${Math.round(rssAtEnd / 1e6)} MB`,
         );
       } finally {
         const stopping = Date.now();
         const code = await server.kill("SIGTERM");
         const took = Date.now() - stopping;
         console.info(`[soak] SIGTERM → exit ${code} in ${took} ms`);
+        await sim.stop();
         expect(code).toBe(0);
         expect(took).toBeLessThan(SHUTDOWN_TIMEOUT_MS);
       }

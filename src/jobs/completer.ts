@@ -6,6 +6,7 @@ import {
   type StoredResponse,
 } from "../idempotency/index.js";
 import type { Logger } from "../logger.js";
+import type { Metrics } from "../metrics.js";
 import { type PaymentDeps, runCreatePayment } from "../payments/create-payment.js";
 import type { PaymentProvider } from "../provider/stripe-provider.js";
 import { runCreateRefund } from "../refunds/create-refund.js";
@@ -94,16 +95,25 @@ export async function completeAbandoned(deps: CompleterDeps): Promise<CompleterR
 
 /**
  * Runs the completer every `intervalMs` (never two runs of this process at once) until the
- * returned function is called; that function resolves once a run in progress has ended.
+ * returned function is called; that function resolves once a run in progress has ended. Each
+ * run is counted by `metrics`; a run that is still going when the next one is due delays it,
+ * which `completer_last_success_timestamp_seconds` shows.
  */
-export function startCompleter(deps: CompleterDeps, intervalMs: number): () => Promise<void> {
+export function startCompleter(
+  deps: CompleterDeps,
+  intervalMs: number,
+  metrics?: Metrics,
+): () => Promise<void> {
   let current: Promise<void> | undefined;
   const timer = setInterval(() => {
     if (current) return;
     current = completeAbandoned(deps)
       .then(
-        () => {},
-        (error: unknown) => deps.logger.error({ err: error }, "completer run failed"),
+        (run) => metrics?.observeCompleterRun(run),
+        (error: unknown) => {
+          metrics?.observeCompleterFailure();
+          deps.logger.error({ err: error }, "completer run failed");
+        },
       )
       .finally(() => {
         current = undefined;

@@ -1,0 +1,13 @@
+/**
+ * A new idempotency key: a random UUID v4, which the server's key rule (16-255 characters of
+ * `A-Z a-z 0-9 - _ . : ~ + / =`) accepts. `crypto.randomUUID` exists in Node 20 and in browsers
+ * on secure origins only; elsewhere the same 122 random bits come from `getRandomValues`.
+ */
+export function newIdempotencyKey(): string {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = ((bytes[6] ?? 0) & 0x0f) | 0x40;
+  bytes[8] = ((bytes[8] ?? 0) & 0x3f) | 0x80;
+  const hex = Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
