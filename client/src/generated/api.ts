@@ -10,7 +10,7 @@ export interface paths {
         };
         /**
          * Interactive API reference
-         * @description An HTML page that renders `/openapi.json` with Scalar and lets you try each operation. The page loads its script from a CDN.
+         * @description An HTML page that renders `/openapi.json` with Scalar and lets you try each operation. The server serves the page's script itself, so it works without internet access.
          */
         get: operations["getApiReference"];
         put?: never;
