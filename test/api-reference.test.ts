@@ -88,7 +88,8 @@ describe("the API reference at /docs", () => {
     expect(failed).toEqual([]);
     expect(errors).toEqual([]);
     await page.close();
-  });
+    // A real browser parsing a 3 MB bundle: give it room on a loaded two-core machine.
+  }, 90_000);
 
   it("serves the reference's script from the installed package, cacheable", async () => {
     const res = await fetch(`${origin}${API_REFERENCE_SCRIPT_PATH}`);
