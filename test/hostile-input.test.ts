@@ -56,12 +56,9 @@ describe.each([
       const res = await api.post("/v1/orders", body);
       expect(res.status).toBe(400);
       expect(res.headers.get("content-type")).toBe("application/problem+json");
-      // A lone surrogate is refused earlier, when the idempotency layer fingerprints the body,
-      // which names the whole body (`json`) rather than the field.
-      const named = bad === NUL ? path : expect.stringMatching(/^json$/);
       expect(await res.json()).toEqual(
         expectedProblem("validation_failed", {
-          errors: expect.arrayContaining([expect.objectContaining({ path: named })]),
+          errors: expect.arrayContaining([expect.objectContaining({ path })]),
         }),
       );
       expect(await tenantRows(db, tenant.id)).toEqual(before);
@@ -160,7 +157,15 @@ describe("webhook signatures", () => {
       id,
       object: "event",
       type: "payment_intent.succeeded",
-      data: { object: { id: "pi_future", object: "payment_intent" } },
+      data: {
+        object: {
+          id: "pi_future",
+          object: "payment_intent",
+          amount: 100,
+          currency: "eur",
+          metadata: {},
+        },
+      },
     });
     const signature = Stripe.webhooks.generateTestHeaderString({
       payload,
