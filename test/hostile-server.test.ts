@@ -1,0 +1,162 @@
+import type { AddressInfo } from "node:net";
+import { connect } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ERRORS, type ErrorCode } from "../src/http/errors.js";
+import { serveApp } from "../src/http/node-server.js";
+import { createLogger } from "../src/logger.js";
+import { createMetrics } from "../src/metrics.js";
+import {
+  createTestTenant,
+  expectedProblem,
+  newKey,
+  ORDER_BODY,
+  tenantRows,
+  testApp,
+  useDatabase,
+} from "./helpers/harness.js";
+
+/**
+ * What never reaches a route, over a real socket: requests Node's HTTP parser refuses, a
+ * request that times out, and a client that hangs up mid-body. Each gets a problem+json answer
+ * (or, for a client gone, none), a log line, and a count, never a 500.
+ */
+const { db } = useDatabase();
+const output: string[] = [];
+const logger = createLogger("info", { write: (line: string) => void output.push(line) });
+const metrics = createMetrics();
+const app = testApp(db, {}, { logger, metrics });
+const REQUEST_TIMEOUT_MS = 600;
+const server = serveApp({
+  fetch: app.fetch,
+  port: 0,
+  hostname: "127.0.0.1",
+  logger,
+  metrics,
+  requestTimeoutMs: REQUEST_TIMEOUT_MS,
+});
+let port = 0;
+let tenant: { id: string };
+let apiKey: string;
+
+beforeAll(async () => {
+  if (!server.listening) await new Promise((resolve) => server.once("listening", resolve));
+  port = (server.address() as AddressInfo).port;
+  ({ tenant, apiKey } = await createTestTenant(db, "hostile-server"));
+});
+afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+/** Writes raw bytes, then reads until the server closes the connection (or `waitMs` passes). */
+function raw(chunks: (string | Buffer)[], options: { hangUpAfterMs?: number } = {}) {
+  return new Promise<string>((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1");
+    const received: Buffer[] = [];
+    socket.on("data", (chunk) => received.push(chunk));
+    socket.on("error", reject);
+    socket.on("close", () => resolve(Buffer.concat(received).toString("latin1")));
+    socket.on("connect", () => {
+      for (const chunk of chunks) socket.write(chunk);
+      if (options.hangUpAfterMs !== undefined) {
+        setTimeout(() => socket.destroy(), options.hangUpAfterMs);
+      }
+    });
+  });
+}
+
+function parse(response: string) {
+  const [head = "", body = ""] = response.split("\r\n\r\n", 2);
+  const [statusLine = "", ...headerLines] = head.split("\r\n");
+  const headers = new Map(
+    headerLines.map((line) => {
+      const at = line.indexOf(":");
+      return [line.slice(0, at).toLowerCase(), line.slice(at + 1).trim()] as const;
+    }),
+  );
+  return { status: Number(statusLine.split(" ")[1]), headers, body };
+}
+
+function logged() {
+  return output.map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+async function countOf(status: number): Promise<number> {
+  const metric = await metrics.registry.getSingleMetric("http_requests_total")?.get();
+  return (metric?.values ?? [])
+    .filter((value) => Number(value.labels.status) === status)
+    .reduce((sum, value) => sum + value.value, 0);
+}
+
+describe.each<[string, (string | Buffer)[], ErrorCode]>([
+  [
+    "headers over 16 KB",
+    [`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Fill: ${"a".repeat(17 * 1024)}\r\n\r\n`],
+    "request_header_fields_too_large",
+  ],
+  [
+    "both Content-Length and Transfer-Encoding",
+    [
+      "POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n" +
+        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ],
+    "malformed_request",
+  ],
+  ["a request line that is not HTTP", ["HELLO THERE\r\n\r\n"], "malformed_request"],
+  [
+    "a Host that makes no URL",
+    ["GET /healthz HTTP/1.1\r\nHost: a b@c\r\n\r\n"],
+    "malformed_request",
+  ],
+  ["headers that never end", ["GET /healthz HTTP/1.1\r\nHost: x\r\n"], "request_timeout"],
+])("%s", (_label, chunks, code) => {
+  it(`answers ${ERRORS[code].status} ${code} as problem+json, logs it and counts it`, async () => {
+    const before = await countOf(ERRORS[code].status);
+    const from = output.length;
+    const res = parse(await raw(chunks));
+    expect(res.status).toBe(ERRORS[code].status);
+    expect(res.headers.get("content-type")).toBe("application/problem+json");
+    const requestId = res.headers.get("x-request-id");
+    expect(JSON.parse(res.body)).toEqual(expectedProblem(code, { request_id: requestId }));
+    expect(logged().slice(from)).toContainEqual(
+      expect.objectContaining({ request_id: requestId, status: ERRORS[code].status, code }),
+    );
+    expect(await countOf(ERRORS[code].status)).toBe(before + 1);
+  });
+});
+
+describe("a body that stops arriving", () => {
+  const order = JSON.stringify(ORDER_BODY);
+  const head = (length: number) =>
+    "POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+    `Authorization: Bearer ${apiKey}\r\nIdempotency-Key: ${newKey()}\r\n` +
+    `Content-Length: ${length}\r\n\r\n`;
+
+  it("is a 408 request_timeout once the request timeout passes, and stores nothing", async () => {
+    const rows = await tenantRows(db, tenant.id);
+    const res = parse(await raw([head(order.length), order.slice(0, 10)]));
+    expect(res.status).toBe(408);
+    expect(JSON.parse(res.body)).toEqual(
+      expectedProblem("request_timeout", { request_id: res.headers.get("x-request-id") }),
+    );
+    expect(await tenantRows(db, tenant.id)).toEqual(rows);
+  });
+
+  it("from a client that hung up is an info line and a 499 count, never a 500", async () => {
+    const rows = await tenantRows(db, tenant.id);
+    const errorsBefore = await countOf(500);
+    const closedBefore = await countOf(499);
+    const from = output.length;
+    await raw([head(order.length), order.slice(0, 10)], { hangUpAfterMs: 50 });
+    await expect.poll(() => countOf(499), { timeout: 2000 }).toBe(closedBefore + 1);
+    expect(await countOf(500)).toBe(errorsBefore);
+    const lines = logged().slice(from);
+    expect(lines).toContainEqual(
+      expect.objectContaining({ level: 30, msg: "client closed the request" }),
+    );
+    expect(lines.filter((line) => Number(line.level) >= 50)).toEqual([]);
+    expect(await tenantRows(db, tenant.id)).toEqual(rows);
+  });
+});
+
+it("stays healthy after all of it", async () => {
+  const res = parse(await raw(["GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"]));
+  expect(res.status).toBe(200);
+});
