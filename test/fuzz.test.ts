@@ -33,9 +33,14 @@ let tenantId: string;
 let apiKey: string;
 /** Real ids of this tenant's objects, so fuzzed requests also reach existing records. */
 const ids = { orders: [] as string[], payments: [] as string[], refunds: [] as string[] };
+/** The seeded payments and refunds as recorded, for webhook events that look genuine. */
+let recorded: {
+  payments: { id: string; orderId: string; amount: number; intentId: string }[];
+  refunds: { id: string; paymentId: string; providerRefundId: string | null }[];
+};
 
-const RUNS = Number(process.env.FUZZ_RUNS ?? 8000);
-const WEBHOOK_RUNS = Number(process.env.FUZZ_WEBHOOK_RUNS ?? 2000);
+const RUNS = Number(process.env.FUZZ_RUNS ?? 5000);
+const WEBHOOK_RUNS = Number(process.env.FUZZ_WEBHOOK_RUNS ?? 1500);
 const seen = {
   requests: 0,
   byStatus: new Map<number, number>(),
@@ -73,6 +78,22 @@ beforeAll(async () => {
     });
     ids.refunds.push(((await refund.json()) as { id: string }).id);
   }
+  const payments = await db.execute<{
+    id: string;
+    orderId: string;
+    amount: number;
+    intentId: string;
+  }>(sql`
+    SELECT id, order_id AS "orderId", amount::int AS amount, provider_payment_intent_id AS "intentId"
+    FROM payments WHERE tenant_id = ${tenantId}`);
+  const refunds = await db.execute<{
+    id: string;
+    paymentId: string;
+    providerRefundId: string | null;
+  }>(sql`
+    SELECT id, payment_id AS "paymentId", provider_refund_id AS "providerRefundId"
+    FROM refunds WHERE tenant_id = ${tenantId}`);
+  recorded = { payments: [...payments], refunds: [...refunds] };
 }, 60_000);
 
 afterAll(async () => {
@@ -501,7 +522,59 @@ describe("the HTTP surface under fuzzed requests", () => {
       },
       { requiredKeys: [] },
     );
-    const event$ = fc.record({
+    const payment$ = fc.constantFrom(...recorded.payments);
+    const refund$ = fc.constantFrom(...recorded.refunds);
+    // Events that look like the provider's own for our records, some with one claim changed.
+    const genuineIntentEvent$ = fc.record({
+      id: fc.uuid().map((u) => `evt_${u.replaceAll("-", "")}`),
+      type: fc.constantFrom("payment_intent.succeeded", "payment_intent.payment_failed"),
+      data: fc
+        .tuple(payment$, fc.boolean(), fc.boolean(), fc.boolean(), fc.constantFrom("eur", "usd"))
+        .map(([p, sameIntent, sameAmount, sameTenant, currency]) => ({
+          object: {
+            id: sameIntent ? p.intentId : "pi_forged",
+            object: "payment_intent",
+            amount: sameAmount ? p.amount : p.amount + 1,
+            currency,
+            metadata: {
+              tenant_id: sameTenant ? tenantId : "ten_someone_else",
+              payment_id: p.id,
+              order_id: p.orderId,
+            },
+          },
+        })),
+    });
+    const genuineRefundEvent$ = fc.record({
+      id: fc.uuid().map((u) => `evt_${u.replaceAll("-", "")}`),
+      type: fc.constant("charge.refunded"),
+      data: fc
+        .tuple(
+          refund$,
+          fc.boolean(),
+          fc.boolean(),
+          fc.constantFrom("succeeded", "failed", "pending"),
+        )
+        .map(([r, sameIntent, sameRefund, status]) => {
+          const payment = recorded.payments.find((p) => p.id === r.paymentId);
+          return {
+            object: {
+              id: "ch_1",
+              object: "charge",
+              payment_intent: sameIntent ? payment?.intentId : "pi_forged",
+              refunds: {
+                data: [
+                  {
+                    id: sameRefund ? (r.providerRefundId ?? "re_1") : "re_forged",
+                    status,
+                    metadata: { tenant_id: tenantId, payment_id: r.paymentId, refund_id: r.id },
+                  },
+                ],
+              },
+            },
+          };
+        }),
+    });
+    const fuzzedEvent$ = fc.record({
       id: fc.oneof(
         fc.string({ unit: fc.constantFrom(..."abcdef0123_"), minLength: 1 }).map((s) => `evt_${s}`),
         nasty,
@@ -521,6 +594,7 @@ describe("the HTTP surface under fuzzed requests", () => {
         fc.jsonValue({ maxDepth: 2 }),
       ),
     });
+    const event$ = fc.oneof(fuzzedEvent$, genuineIntentEvent$, genuineRefundEvent$);
     await fc.assert(
       fc.asyncProperty(event$, async (event) => {
         const payload = JSON.stringify(event);
@@ -541,6 +615,11 @@ describe("the HTTP surface under fuzzed requests", () => {
       }),
       { numRuns: WEBHOOK_RUNS, endOnFailure: true },
     );
+    // Forged failures and successes never moved a recorded outcome.
+    const statuses = await db.execute<{ status: string }>(sql`
+      SELECT status FROM payments WHERE tenant_id = ${tenantId}
+        AND id IN ${sql.raw(`(${recorded.payments.map((p) => `'${p.id}'`).join(", ")})`)}`);
+    expect(statuses.map((p) => p.status)).toEqual(recorded.payments.map(() => "succeeded"));
   }, 120_000);
 
   it("leaves the server healthy, no record half-done, and no error line in the log", async () => {
