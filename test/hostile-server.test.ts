@@ -1,7 +1,8 @@
 import type { AddressInfo } from "node:net";
 import { connect } from "node:net";
+import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ERRORS, type ErrorCode } from "../src/http/errors.js";
+import { ERROR_CODES, ERRORS, type ErrorCode } from "../src/http/errors.js";
 import { serveApp } from "../src/http/node-server.js";
 import { createLogger } from "../src/logger.js";
 import { createMetrics } from "../src/metrics.js";
@@ -100,6 +101,7 @@ describe.each<[string, (string | Buffer)[], ErrorCode]>([
     "malformed_request",
   ],
   ["a request line that is not HTTP", ["HELLO THERE\r\n\r\n"], "malformed_request"],
+  ["an HTTP/1.1 request without Host", ["GET /healthz HTTP/1.1\r\n\r\n"], "malformed_request"],
   [
     "a Host that makes no URL",
     ["GET /healthz HTTP/1.1\r\nHost: a b@c\r\n\r\n"],
@@ -154,6 +156,86 @@ describe("a body that stops arriving", () => {
     expect(lines.filter((line) => Number(line.level) >= 50)).toEqual([]);
     expect(await tenantRows(db, tenant.id)).toEqual(rows);
   });
+});
+
+describe("raw bytes on the socket", () => {
+  const RAW_RUNS = Number(process.env.FUZZ_RAW_RUNS ?? 1000);
+  const token = fc.string({
+    unit: fc.constantFrom(..."GETPOSUADLHCIN-_/*?%:@.0123456789abcxyz \t\u0000\u00ff"),
+    maxLength: 12,
+  });
+  const method = fc.oneof(
+    fc.constantFrom("GET", "POST", "PUT", "HEAD", "OPTIONS", "DELETE"),
+    token,
+  );
+  const target = fc.oneof(
+    fc.constantFrom("/healthz", "/v1/orders", "/v1/orders/x/cancel", "*", "/..%2f", "/%ff", "//x"),
+    fc.constantFrom("http://x/v1/orders", "http://[::1/", "https://a b/"),
+    token.map((t) => `/${t}`),
+  );
+  const version = fc.oneof(
+    { weight: 4, arbitrary: fc.constant("HTTP/1.1") },
+    { weight: 1, arbitrary: fc.constantFrom("HTTP/1.0", "HTTP/2.0", "HTTP/9", "http/1.1", "") },
+  );
+  const header = fc.oneof(
+    fc.constantFrom(
+      "Host: x",
+      "Host: a b",
+      "Host: [::1",
+      "Host: x\r\nHost: y",
+      "Content-Length: 3",
+      "Content-Length: -1",
+      "Content-Length: 1, 2",
+      "Content-Length: 99999999999999999999",
+      "Transfer-Encoding: chunked",
+      "Transfer-Encoding: gzip, chunked",
+      "Content-Type: application/json",
+      "Content-Encoding: gzip",
+      "Authorization: Bearer x",
+      "Idempotency-Key: fuzz-key-0000000001",
+      " folded: continuation",
+      "Bad Header: x",
+      "X-Nul: a\u0000b",
+    ),
+    fc.tuple(token, token).map(([name, value]) => `${name}: ${value}`),
+  );
+  const body = fc.oneof(
+    fc.constant(""),
+    fc.constantFrom("{}", "0\r\n\r\n", "3\r\nabc\r\n0\r\n\r\n", "zz\r\n", '{"a":1}'),
+    fc.string({ unit: "binary-ascii", maxLength: 40 }),
+  );
+
+  it(`never answers 5xx or a bare error to ${RAW_RUNS} fuzzed requests`, async () => {
+    const seen = new Map<number, number>();
+    await fc.assert(
+      fc.asyncProperty(
+        method,
+        target,
+        version,
+        fc.array(header, { maxLength: 5 }).map((headers) => ["Host: x", ...headers]),
+        body,
+        async (m, t, v, headers, payload) => {
+          const text = `${m} ${t} ${v}\r\n${[...headers, "Connection: close"].join("\r\n")}\r\n\r\n${payload}`;
+          const answer = await raw([Buffer.from(text, "latin1")], { hangUpAfterMs: 1500 });
+          if (answer === "") return; // the connection was closed without an answer
+          const res = parse(answer);
+          seen.set(res.status, (seen.get(res.status) ?? 0) + 1);
+          expect(res.status, text).toBeLessThan(500);
+          if (res.status >= 400 && m !== "HEAD") {
+            expect(res.headers.get("content-type"), text).toBe("application/problem+json");
+            const problem = JSON.parse(res.body) as { code: ErrorCode };
+            expect(ERROR_CODES).toContain(problem.code);
+            expect(ERRORS[problem.code].status).toBe(res.status);
+          }
+          if (res.status >= 400) expect(res.headers.get("x-request-id"), text).toBeTruthy();
+        },
+      ),
+      { numRuns: RAW_RUNS, endOnFailure: true },
+    );
+    process.stderr.write(
+      `[fuzz raw] ${RAW_RUNS} requests; statuses: ${[...seen].map(([s, n]) => `${s}×${n}`).join(" ")}\n`,
+    );
+  }, 120_000);
 });
 
 it("stays healthy after all of it", async () => {

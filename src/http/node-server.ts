@@ -53,8 +53,23 @@ export function serveApp(options: ServeAppOptions): Server {
       // How often Node looks for requests past their timeout: a tenth of it, so a timed-out
       // request is answered within 10% of its limit.
       connectionsCheckingInterval: Math.max(100, Math.floor(requestTimeout / 10)),
+      // Node would answer a missing Host with a bare 400; the handler below answers it.
+      requireHostHeader: false,
     },
-    listener,
+    (incoming, outgoing) => {
+      if (incoming.httpVersion === "1.1" && incoming.headers.host === undefined) {
+        const { body, requestId, status } = refuse(options, "malformed_request", "missing host");
+        outgoing.writeHead(status, {
+          "Content-Type": PROBLEM_CONTENT_TYPE,
+          "Content-Length": Buffer.byteLength(body),
+          "X-Request-Id": requestId,
+          Connection: "close",
+        });
+        outgoing.end(body);
+        return;
+      }
+      listener(incoming, outgoing);
+    },
   );
   server.listen(options.port, options.hostname);
   server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
