@@ -131,13 +131,39 @@ describe("a body that stops arriving", () => {
     `Authorization: Bearer ${apiKey}\r\nIdempotency-Key: ${newKey()}\r\n` +
     `Content-Length: ${length}\r\n\r\n`;
 
-  it("is a 408 request_timeout once the request timeout passes, and stores nothing", async () => {
+  it("is a 408 request_timeout once the request timeout passes, counted once, storing nothing", async () => {
     const rows = await tenantRows(db, tenant.id);
+    const timeoutsBefore = await countOf(408);
+    const closedBefore = await countOf(499);
     const res = parse(await raw([head(order.length), order.slice(0, 10)]));
     expect(res.status).toBe(408);
     expect(JSON.parse(res.body)).toEqual(
       expectedProblem("request_timeout", { request_id: res.headers.get("x-request-id") }),
     );
+    await expect.poll(() => countOf(408), { timeout: 2000 }).toBe(timeoutsBefore + 1);
+    const metric = await metrics.registry.getSingleMetric("http_requests_total")?.get();
+    expect(metric?.values).toContainEqual(
+      expect.objectContaining({ labels: { method: "POST", route: "/v1/orders", status: 408 } }),
+    );
+    expect(await countOf(499)).toBe(closedBefore);
+    expect(await tenantRows(db, tenant.id)).toEqual(rows);
+  });
+
+  it("is a 400 malformed_request when its chunked framing breaks, counted once", async () => {
+    const rows = await tenantRows(db, tenant.id);
+    const before = await countOf(400);
+    const chunked =
+      "POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+      `Authorization: Bearer ${apiKey}\r\nIdempotency-Key: ${newKey()}\r\n` +
+      `Transfer-Encoding: chunked\r\n\r\n5\r\n${order.slice(0, 5)}\r\nzz\r\n`;
+    const res = parse(await raw([chunked]));
+    expect(res.status).toBe(400);
+    expect(JSON.parse(res.body)).toEqual(
+      expectedProblem("malformed_request", { request_id: res.headers.get("x-request-id") }),
+    );
+    await expect.poll(() => countOf(400), { timeout: 2000 }).toBe(before + 1);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await countOf(400)).toBe(before + 1);
     expect(await tenantRows(db, tenant.id)).toEqual(rows);
   });
 

@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
 import type { Logger } from "../logger.js";
 import type { Metrics } from "../metrics.js";
-import { ApiError, type ErrorCode, problemBody } from "./errors.js";
-import { PROBLEM_CONTENT_TYPE } from "./problem.js";
+import { ApiError, ERRORS, type ErrorCode, problemBody } from "./errors.js";
+import { PROBLEM_CONTENT_TYPE, REFUSED_BY_SERVER } from "./problem.js";
 import { UNMATCHED_ROUTE } from "./route.js";
 
 /**
@@ -83,12 +83,18 @@ export function serveApp(options: ServeAppOptions): Server {
     // A request whose body timed out while the app read it has a response object but, until
     // the app answers, nothing on the wire: answer in its place, as Node itself does. Once a
     // response has begun, nothing else can be said on this connection.
-    const pending = (socket as { _httpMessage?: { headersSent: boolean } })._httpMessage;
+    const pending = (socket as { _httpMessage?: ServerResponse })._httpMessage;
     if (pending?.headersSent) {
       socket.destroy();
       return;
     }
-    const { body, requestId, status } = refuse(options, code, error.code ?? "unknown");
+    // The app's error handler then counts that request, under its route, with this status.
+    if (pending) {
+      (pending.req as unknown as Record<symbol, number>)[REFUSED_BY_SERVER] = ERRORS[code].status;
+    }
+    const { body, requestId, status } = refuse(options, code, error.code ?? "unknown", {
+      count: !pending,
+    });
     socket.end(
       `HTTP/1.1 ${status} ${REASONS[status]}\r\n` +
         `Content-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
@@ -113,6 +119,7 @@ function parserErrorCode(nodeCode: string | undefined): ErrorCode | undefined {
   switch (nodeCode) {
     case "ECONNRESET":
     case "EPIPE":
+    case "HPE_INVALID_EOF_STATE": // the connection ended mid-request
       return undefined;
     case "HPE_HEADER_OVERFLOW":
       return "request_header_fields_too_large";
@@ -124,7 +131,12 @@ function parserErrorCode(nodeCode: string | undefined): ErrorCode | undefined {
 }
 
 /** Logs and counts a refused request, and builds its problem. */
-function refuse(options: ServeAppOptions, code: ErrorCode, cause: string) {
+function refuse(
+  options: ServeAppOptions,
+  code: ErrorCode,
+  cause: string,
+  { count = true }: { count?: boolean } = {},
+) {
   const error = new ApiError(code);
   const requestId = randomUUID();
   const body = JSON.stringify(problemBody(error, requestId));
@@ -132,12 +144,14 @@ function refuse(options: ServeAppOptions, code: ErrorCode, cause: string) {
     { request_id: requestId, status: error.status, code, cause },
     "request refused",
   );
-  options.metrics.observeRequest({
-    method: "unknown",
-    route: UNMATCHED_ROUTE,
-    status: error.status,
-    seconds: 0,
-  });
+  if (count) {
+    options.metrics.observeRequest({
+      method: "unknown",
+      route: UNMATCHED_ROUTE,
+      status: error.status,
+      seconds: 0,
+    });
+  }
   const response = new Response(body, {
     status: error.status,
     headers: {

@@ -92,6 +92,13 @@ export function valueRejected(error: unknown): string | undefined {
  */
 export const CLIENT_CLOSED_STATUS = 499;
 
+/**
+ * Set by the server (`serveApp`) on a Node request it answered itself while the app was
+ * reading its body (a 408 for a body that did not arrive in time, a 400 for broken chunked
+ * framing): the status it answered.
+ */
+export const REFUSED_BY_SERVER = Symbol("refused by the server");
+
 /** The app's one error handler: ApiErrors as they are, Hono's errors mapped, the rest 500. */
 export function createErrorHandler(logger: Logger): ErrorHandler {
   return function onError(error, c) {
@@ -100,6 +107,12 @@ export function createErrorHandler(logger: Logger): ErrorHandler {
     c.res = undefined;
     if (error instanceof ApiError) return problemResponse(c, error);
     if (error instanceof HTTPException) return problemResponse(c, fromHttpException(error));
+    const incoming = (c.env as { incoming?: Record<symbol, unknown> } | undefined)?.incoming;
+    const refused = incoming?.[REFUSED_BY_SERVER];
+    if (typeof refused === "number") {
+      logger.info({ request_id: c.get("requestId"), status: refused }, "request refused mid-body");
+      return new Response(null, { status: refused });
+    }
     if (c.req.raw.signal.aborted || isClientAbort(error)) {
       logger.info({ request_id: c.get("requestId") }, "client closed the request");
       return new Response(null, { status: CLIENT_CLOSED_STATUS });
