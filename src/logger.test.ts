@@ -46,6 +46,14 @@ describe("serializeError", () => {
     expect(serialized.stack?.split("\n")[0]).toBe("Error: No such payment_method: '…'");
   });
 
+  it("keeps the message of a PostgreSQL error that quotes names only, such as a missing database", () => {
+    const error = Object.assign(new Error('database "orders_prod" does not exist'), {
+      code: "3D000",
+      severity: "FATAL",
+    });
+    expect(serializeError(error).message).toBe('database "orders_prod" does not exist');
+  });
+
   it("names a thrown value that is not an error without showing it", () => {
     expect(serializeError({ email: "ada@example.com" })).toEqual({
       type: "object",

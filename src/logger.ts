@@ -57,7 +57,7 @@ export function serializeError(error: unknown, depth = 0): SerializedError {
   if (!(error instanceof Error)) {
     return { type: typeof error, message: "[a thrown non-error value]" };
   }
-  const message = scrub(error.message);
+  const message = namesOnly(error) ? error.message : scrub(error.message);
   const serialized: SerializedError = { type: error.constructor?.name ?? error.name, message };
   for (const field of SAFE_FIELDS) {
     const value = (error as unknown as Record<string, unknown>)[field];
@@ -83,3 +83,23 @@ function scrub(message: string): string {
 }
 
 const FAILED_QUERY = "Failed query: ";
+
+/**
+ * SQLSTATE classes whose messages quote names, never values: connection (08), authorization
+ * (28), catalog and schema names (3D, 3F), syntax and undefined objects (42), resources (53),
+ * object state (55), operator intervention (57), system errors (58). Their messages are kept
+ * whole (`database "orders_prod" does not exist`); every other message has its quoted spans
+ * blanked, since a data exception (22), a raised exception (P0) or an internal error (XX)
+ * quotes whatever value caused it.
+ */
+const NAME_ONLY_CLASSES = new Set(["08", "28", "3D", "3F", "42", "53", "55", "57", "58"]);
+
+/** Whether the error is PostgreSQL's (it has a severity) and of a class that quotes names only. */
+function namesOnly(error: Error): boolean {
+  const { code, severity } = error as { code?: unknown; severity?: unknown };
+  return (
+    typeof severity === "string" &&
+    typeof code === "string" &&
+    NAME_ONLY_CLASSES.has(code.slice(0, 2))
+  );
+}

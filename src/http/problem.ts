@@ -173,7 +173,12 @@ export function createNotFound(routes: () => readonly RouteEntry[]): NotFoundHan
       byPath.set(path, methods);
     }
     return [...byPath].map(([path, methods]) => ({
-      pattern: new RegExp(`^${path.replace(/:[^/]+/g, "[^/]+")}/?$`),
+      pattern: new RegExp(
+        `^${path
+          .split(/:[^/]+/)
+          .map((part) => part.replace(/[.+?^$()|[\]\\{}]/g, "\\$&"))
+          .join("[^/]+")}/?$`,
+      ),
       methods,
     }));
   };
