@@ -7,12 +7,13 @@ import { registerCheckLiveness } from "./health/check-liveness.js";
 import { registerCheckReadiness } from "./health/check-readiness.js";
 import { registerScrapeMetrics } from "./health/scrape-metrics.js";
 import { bearerTenantAuth } from "./http/auth.js";
+import { bodyChecks } from "./http/body-checks.js";
 import type { AppEnv } from "./http/env.js";
 import { ApiError } from "./http/errors.js";
 import { throwRejection } from "./http/idempotency-problems.js";
 import { isJsonMediaType } from "./http/media-type.js";
 import { documentApi } from "./http/openapi-document.js";
-import { createErrorHandler, notFound } from "./http/problem.js";
+import { createErrorHandler, createNotFound } from "./http/problem.js";
 import { requestLog } from "./http/request-log.js";
 import { requestMetrics } from "./http/request-metrics.js";
 import { createRouter } from "./http/router.js";
@@ -69,7 +70,7 @@ export function createApp(deps: AppDeps) {
   const metrics = deps.metrics ?? createMetrics();
   const app = createRouter();
   app.onError(createErrorHandler(logger));
-  app.notFound(notFound);
+  app.notFound(createNotFound(() => app.routes));
 
   app.use(requestId());
   app.use(requestLog(logger));
@@ -86,6 +87,7 @@ export function createApp(deps: AppDeps) {
 
   app.use("/v1/*", limitBody);
   app.use("/v1/*", requireJsonBody);
+  app.use("/v1/*", bodyChecks());
   const auth = bearerTenantAuth({ db });
   for (const path of TENANT_PATHS) app.use(path, auth).use(`${path}/*`, auth);
 

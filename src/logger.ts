@@ -3,8 +3,9 @@ import { type Logger, pino } from "pino";
 export type { Logger };
 
 /**
- * Structured JSON logs on stdout. Secrets never reach a log line: the request logger writes
- * neither bodies nor the Authorization header, and idempotency keys only as a hash.
+ * Structured JSON logs on stdout. Secrets and personal data never reach a log line: the request
+ * logger writes neither bodies nor the Authorization header, idempotency keys only as a hash,
+ * and errors go through `serializeError`, which keeps none of the values a request carried.
  */
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
   return pino(
@@ -13,7 +14,92 @@ export function createLogger(level: string, destination?: pino.DestinationStream
       base: { service: "idempotent-payments" },
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: ["req.headers.authorization", "apiKey"], censor: "[redacted]" },
+      serializers: { err: serializeError },
     },
     destination ?? pino.destination({ dest: 1, sync: false }),
+  );
+}
+
+/**
+ * Fields of an error that name code and schema, never data: PostgreSQL's SQLSTATE, severity,
+ * routine and the constraint, table and column it concerns, Node's errno and syscall.
+ */
+const SAFE_FIELDS = [
+  "code",
+  "errno",
+  "syscall",
+  "severity",
+  "routine",
+  "constraint_name",
+  "table_name",
+  "column_name",
+] as const;
+
+const MAX_CAUSE_DEPTH = 5;
+
+export interface SerializedError {
+  type: string;
+  message: string;
+  stack?: string;
+  cause?: SerializedError;
+  [field: string]: unknown;
+}
+
+/**
+ * An error as a log line may show it. Drivers attach what was sent with a failed query
+ * (postgres.js `parameters`, `args` and `query`, drizzle `params` and a message ending in
+ * them), and PostgreSQL's messages quote the refused value (`invalid input syntax for type
+ * integer: "abc"`) and its `detail` the row's key: a customer's email or an order's items. So
+ * this keeps an allow-list of fields, cuts drizzle's parameter list, and blanks every quoted
+ * span of the message and the stack's first line; the SQL text itself holds placeholders only.
+ */
+export function serializeError(error: unknown, depth = 0): SerializedError {
+  if (!(error instanceof Error)) {
+    return { type: typeof error, message: "[a thrown non-error value]" };
+  }
+  const message = namesOnly(error) ? error.message : scrub(error.message);
+  const serialized: SerializedError = { type: error.constructor?.name ?? error.name, message };
+  for (const field of SAFE_FIELDS) {
+    const value = (error as unknown as Record<string, unknown>)[field];
+    if (typeof value === "string" || typeof value === "number") serialized[field] = value;
+  }
+  if (error.stack) {
+    const frames = error.stack.split("\n").filter((line) => line.startsWith("    at "));
+    serialized.stack = [`${error.name}: ${message}`, ...frames].join("\n");
+  }
+  if (error.cause !== undefined && depth < MAX_CAUSE_DEPTH) {
+    serialized.cause = serializeError(error.cause, depth + 1);
+  }
+  return serialized;
+}
+
+/**
+ * A message without the content of any quoted span, or, for drizzle's "Failed query: <sql>
+ * params: <values>", the SQL alone (its identifiers stay readable; values are placeholders).
+ */
+function scrub(message: string): string {
+  if (message.startsWith(FAILED_QUERY)) return message.replace(/\nparams:[\s\S]*$/, "");
+  return message.replace(/"[^"\n]*"|'[^'\n]*'|`[^`\n]*`/g, (span) => `${span[0]}…${span[0]}`);
+}
+
+const FAILED_QUERY = "Failed query: ";
+
+/**
+ * SQLSTATE classes whose messages quote names, never values: connection (08), authorization
+ * (28), catalog and schema names (3D, 3F), syntax and undefined objects (42), resources (53),
+ * object state (55), operator intervention (57), system errors (58). Their messages are kept
+ * whole (`database "orders_prod" does not exist`); every other message has its quoted spans
+ * blanked, since a data exception (22), a raised exception (P0) or an internal error (XX)
+ * quotes whatever value caused it.
+ */
+const NAME_ONLY_CLASSES = new Set(["08", "28", "3D", "3F", "42", "53", "55", "57", "58"]);
+
+/** Whether the error is PostgreSQL's (it has a severity) and of a class that quotes names only. */
+function namesOnly(error: Error): boolean {
+  const { code, severity } = error as { code?: unknown; severity?: unknown };
+  return (
+    typeof severity === "string" &&
+    typeof code === "string" &&
+    NAME_ONLY_CLASSES.has(code.slice(0, 2))
   );
 }
