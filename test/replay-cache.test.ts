@@ -124,7 +124,7 @@ describe("replays from memory", () => {
     expect(await spaced.text()).toBe(firstText);
     const mismatch = await send(key, 2);
     expect(mismatch.status).toBe(422);
-    const mismatchBody = await mismatch.json();
+    const mismatchBody = (await mismatch.json()) as Record<string, unknown>;
     expect(mismatchBody).toMatchObject({ code: "idempotency_key_reused", status: 422 });
     // The same wrong request again is recognised by its bytes, and answered alike.
     expect(cache.get({ tenantId: tenant.id, key })?.mismatchedText).toBe('POST /things\n{"n":2}');
