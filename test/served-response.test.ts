@@ -3,7 +3,6 @@ import { eq } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { idempotencyKeys } from "../src/db/schema.js";
 import { stringBodyOf } from "../src/idempotency/middleware.js";
-import { listen } from "./helpers/payments.js";
 import {
   apiClient,
   createTestTenant,
@@ -13,6 +12,7 @@ import {
   testApp,
   useDatabase,
 } from "./helpers/harness.js";
+import { listen } from "./helpers/payments.js";
 
 /**
  * Over real HTTP, @hono/node-server answers with its own lightweight `Response`, whose string
