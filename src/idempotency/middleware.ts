@@ -109,7 +109,9 @@ export function idempotency<E extends Env & { Variables: IdempotencyVariables }>
 
     if (result.kind === "executed") {
       report("executed", result.waitedMs);
-      c.header("Idempotent-Replayed", "false");
+      // On the response itself: `c.header` on a finished response rebuilds it around its body
+      // as a stream (on @hono/node-server, a full Fetch Response streamed to the socket).
+      c.res.headers.set("Idempotent-Replayed", "false");
       return;
     }
     const { record, waitedMs } = result;
