@@ -53,8 +53,9 @@ export async function tenantTables(client: postgres.Sql): Promise<string[]> {
  * workers: the reference tables replicated to every node, every tenant table hash-distributed
  * by `tenant_id` and co-located with the others, so one tenant's rows of every table live on
  * one node and the foreign keys hold on each shard. Runs after the migrations; a table already
- * in `pg_dist_partition` is left alone, so a rerun changes nothing and a later migration's new
- * tenant table is distributed by the next run. On plain PostgreSQL it only reads `pg_extension`.
+ * hash-distributed is left alone, so a rerun changes nothing and a later migration's new
+ * tenant table (which Citus makes a Citus-local table when it references `tenants`) is
+ * distributed by the next run. On plain PostgreSQL it only reads `pg_extension`.
  *
  * `client` must be a one-connection client: the setting below is per session.
  */
@@ -85,7 +86,9 @@ export async function applyCitusLayout(client: postgres.Sql): Promise<CitusLayou
   const tables = await tenantTables(client);
   let anchor = tables.find((table) => done.get(table) === "h");
   for (const table of tables) {
-    if (done.has(table)) continue;
+    // A new table with a foreign key to `tenants` was made a Citus-local table ('n') by its
+    // CREATE; create_distributed_table takes it from there.
+    if (done.get(table) === "h") continue;
     await client`SELECT create_distributed_table(${table}, ${DISTRIBUTION_COLUMN},
       colocate_with => ${anchor ?? "default"})`;
     anchor ??= table;
