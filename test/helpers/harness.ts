@@ -190,11 +190,42 @@ export function onCitus(): boolean {
  * every create of this tenant blocks mid-transaction (after claiming its key) until `release`:
  * a way to hold a real request in flight without any test hook in the server.
  */
-export function holdTenantRow(db: Database, tenantId: string) {
-  return holdRowLock(
-    db,
-    sql`SELECT pg_backend_pid() AS pid FROM tenants WHERE id = ${tenantId} FOR UPDATE`,
+export async function holdTenantRow(db: Database, tenantId: string) {
+  if (!onCitus()) {
+    return holdRowLock(
+      db,
+      sql`SELECT pg_backend_pid() AS pid FROM tenants WHERE id = ${tenantId} FOR UPDATE`,
+    );
+  }
+  // On Citus, `FOR UPDATE` on the reference table would lock one copy of the row and the whole
+  // table's shard on every node, which blocks every suite's tenant creation. What the create's
+  // foreign key check reads is the copy on the worker holding the tenant's shards: lock that
+  // row there, directly in the shard.
+  const [where] = await db.execute<{ node: string; shard: string; database: string }>(sql`
+    SELECT s.nodename || ':' || s.nodeport AS node, current_database() AS database,
+      (SELECT shard_name('tenants'::regclass, shardid) FROM pg_dist_shard
+        WHERE logicalrelid = 'tenants'::regclass) AS shard
+    FROM citus_shards s
+    WHERE s.table_name = 'orders'::regclass
+      AND s.shardid = get_shard_id_for_distribution_column('orders', ${tenantId}::text)`);
+  if (!where) throw new Error(`no shard of orders for tenant ${tenantId}`);
+  const node = inject("citusNodeUrls").find((u) => new URL(u).host === where.node);
+  if (!node) throw new Error(`no CITUS_NODES entry for ${where.node}`);
+  const url = new URL(node);
+  url.pathname = `/${where.database}`;
+  const worker = openDatabase(url.toString(), { max: 2 });
+  const hold = await holdRowLock(
+    worker.db,
+    sql`SELECT pg_backend_pid() AS pid FROM ${sql.identifier(where.shard)}
+      WHERE id = ${tenantId} FOR UPDATE`,
   );
+  return {
+    ...hold,
+    release: async () => {
+      await hold.release();
+      await worker.close();
+    },
+  };
 }
 
 /**
