@@ -75,7 +75,8 @@ const FOUND_COLUMNS = sql.raw(`record_id AS "recordId", fingerprint,
  * such: the caller overwrites it with `saveFinishedRecord` or `claimRecord` in the same
  * transaction.
  *
- * @returns `record` undefined when the key was free and the placeholder is written
+ * @returns `record` undefined when the key was free and the placeholder is written; `waitedMs`
+ *   0 unless the claim took `NOTICEABLE_WAIT_MS` or more
  * @throws KeyLockTimeout when another transaction still holds the key after `waitMs`
  */
 export async function claimKey(
@@ -108,9 +109,16 @@ export async function claimKey(
     throw error;
   }
   await tx.execute(sql`SET LOCAL lock_timeout TO DEFAULT`);
-  const waitedMs = performance.now() - started;
-  return { record, waitedMs };
+  const tookMs = performance.now() - started;
+  return { record, waitedMs: tookMs >= NOTICEABLE_WAIT_MS ? tookMs : 0 };
 }
+
+/**
+ * How long the claim must take to count as a wait. A row lock wait, unlike the advisory lock's
+ * try-then-wait, does not say whether it waited; a claim that took longer than a few round
+ * trips did, and shorter ones are reported as no wait.
+ */
+const NOTICEABLE_WAIT_MS = 10;
 
 /**
  * Locks an existing record without waiting, for work that must not queue behind a request
