@@ -33,7 +33,7 @@ describe("postgres.js as patched", () => {
     const sleeping = pool`SELECT pg_sleep(5)`.catch((error: { code?: string }) => error.code);
     await new Promise((resolve) => setTimeout(resolve, 100));
     const reserving = pool.reserve(); // queued: the only connection is busy
-    await admin`SELECT pg_terminate_backend(${busy?.pid ?? 0})`;
+    await admin`SELECT pg_terminate_backend(${busy?.pid ?? 0}::int)`;
     expect(await within(sleeping, 5000)).toMatch(/57P01|CONNECTION_/);
     const reserved = await within(reserving, 5000);
     const [row] = await reserved<{ ok: number }[]>`SELECT 1 AS ok`;
@@ -50,7 +50,7 @@ describe("postgres.js as patched", () => {
     const admin = open({ max: 1 });
     const reserved = await within(pool.reserve(), 5000);
     const [me] = await reserved<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
-    await admin`SELECT pg_terminate_backend(${me?.pid ?? 0})`;
+    await admin`SELECT pg_terminate_backend(${me?.pid ?? 0}::int)`;
     await expect(reserved`SELECT 1`).rejects.toMatchObject({ code: expect.any(String) });
     reserved.release();
     for (let round = 0; round < 2; round++) {
@@ -71,7 +71,7 @@ describe("postgres.js as patched", () => {
       const outcome = pool
         .begin(async (tx) => {
           const [me] = await tx<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
-          await admin`SELECT pg_terminate_backend(${me?.pid ?? 0})`;
+          await admin`SELECT pg_terminate_backend(${me?.pid ?? 0}::int)`;
           await tx`SELECT pg_sleep(0.2)`;
         })
         .then(
