@@ -7,12 +7,13 @@ import { registerCheckLiveness } from "./health/check-liveness.js";
 import { registerCheckReadiness } from "./health/check-readiness.js";
 import { registerScrapeMetrics } from "./health/scrape-metrics.js";
 import { bearerTenantAuth } from "./http/auth.js";
+import { bodyChecks } from "./http/body-checks.js";
 import type { AppEnv } from "./http/env.js";
 import { ApiError } from "./http/errors.js";
 import { throwRejection } from "./http/idempotency-problems.js";
 import { isJsonMediaType } from "./http/media-type.js";
 import { documentApi } from "./http/openapi-document.js";
-import { createErrorHandler, notFound } from "./http/problem.js";
+import { createErrorHandler, createNotFound } from "./http/problem.js";
 import { requestLog } from "./http/request-log.js";
 import { requestMetrics } from "./http/request-metrics.js";
 import { createRouter } from "./http/router.js";
@@ -69,7 +70,7 @@ export function createApp(deps: AppDeps) {
   const metrics = deps.metrics ?? createMetrics();
   const app = createRouter();
   app.onError(createErrorHandler(logger));
-  app.notFound(notFound);
+  app.notFound(createNotFound(() => app.routes));
 
   app.use(requestId());
   app.use(requestLog(logger));
@@ -84,10 +85,11 @@ export function createApp(deps: AppDeps) {
 
   registerScrapeMetrics(app, metrics);
 
-  app.use("/v1/*", limitBody);
-  app.use("/v1/*", requireJsonBody);
+  app.use("/v1/*", checkBody);
+  app.use("/v1/*", bodyChecks());
   const auth = bearerTenantAuth({ db });
-  for (const path of TENANT_PATHS) app.use(path, auth).use(`${path}/*`, auth);
+  // `/v1/orders/*` matches `/v1/orders` itself too: registering both ran auth twice.
+  for (const path of TENANT_PATHS) app.use(`${path}/*`, auth);
 
   const idempotencyOptions = {
     db,
@@ -140,30 +142,27 @@ const streamingBodyLimit = bodyLimit({
 });
 
 /**
- * 413 for a body over 1 MB. With a `Content-Length` the header decides (Node's HTTP parser never
- * delivers more than it announced), which keeps the body unread until the handler reads it, on
+ * 413 for a body over 1 MB, then 415 for a body that is not JSON; one middleware, so each
+ * request's headers are read once.
+ *
+ * With a `Content-Length` the header decides the size (Node's HTTP parser never delivers more
+ * than it announced), which keeps the body unread until the handler reads it, on
  * @hono/node-server's fast path; only a chunked body is counted as it streams, by Hono's
  * `bodyLimit`, whose stream wrapping costs several times the rest of a replay.
+ *
+ * A POST without a body (cancel) needs no content type; the check runs before any idempotency
+ * work so such a request stores nothing.
  */
-const limitBody: MiddlewareHandler<AppEnv> = async function limitBody(c, next) {
+const checkBody: MiddlewareHandler<AppEnv> = async function checkBody(c, next) {
   const length = c.req.header("content-length");
-  if (length === undefined || c.req.header("transfer-encoding") !== undefined) {
-    return streamingBodyLimit(c, next);
+  const chunked = c.req.header("transfer-encoding") !== undefined;
+  if (!chunked && length !== undefined && Number(length) > MAX_BODY_BYTES) {
+    throw new ApiError("payload_too_large");
   }
-  if (Number(length) > MAX_BODY_BYTES) throw new ApiError("payload_too_large");
-  await next();
-};
-
-/**
- * 415 for a request body that is not JSON. A POST without a body (cancel) needs no content type;
- * the check runs before any idempotency work so such a request stores nothing.
- */
-const requireJsonBody: MiddlewareHandler<AppEnv> = async function requireJsonBody(c, next) {
-  const length = c.req.header("content-length");
-  const hasBody =
-    c.req.header("transfer-encoding") !== undefined || (length !== undefined && length !== "0");
+  const hasBody = chunked || (length !== undefined && length !== "0");
   if (hasBody && !isJsonMediaType(c.req.header("content-type"))) {
     throw new ApiError("unsupported_media_type");
   }
+  if (length === undefined || chunked) return streamingBodyLimit(c, next);
   await next();
 };

@@ -1,11 +1,10 @@
-import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { serve } from "@hono/node-server";
 import { createApp } from "./app.js";
 import { ConfigError, loadConfig } from "./config.js";
 import { openDatabase } from "./db/client.js";
 import { migrateDatabase } from "./db/migrate.js";
 import { resolveDatabase } from "./db/resolve.js";
+import { serveApp } from "./http/node-server.js";
 import { startCleanupJob } from "./jobs/cleanup-job.js";
 import { startCompleter } from "./jobs/completer.js";
 import { createLogger } from "./logger.js";
@@ -35,7 +34,13 @@ async function main() {
     provider: payments.provider,
     isShuttingDown: () => shuttingDown,
   });
-  const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }) as Server;
+  const server = serveApp({
+    fetch: app.fetch,
+    port: config.PORT,
+    hostname: config.HOST,
+    logger,
+    metrics,
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("listening", resolve);
     server.once("error", reject);

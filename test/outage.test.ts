@@ -228,9 +228,9 @@ describe("the database restarts under load", () => {
         const res = await api.post("/v1/orders", PAYABLE_ORDER);
         orderIds.push((await res.json()).id as string);
       }
-      // Each provider call takes 150 ms, so payments are between their phases when the
+      // Each provider call takes 300 ms, so payments are between their phases when the
       // database goes away.
-      await sim.control.setFaults({ latency_ms: 150, path_prefix: "/v1/payment_intents" });
+      await sim.control.setFaults({ latency_ms: 300, path_prefix: "/v1/payment_intents" });
       const keys = new Map(orderIds.map((id) => [id, newKey()]));
       const statuses = new Map<number, number>();
       const unfinished: string[] = [];
@@ -256,7 +256,15 @@ describe("the database restarts under load", () => {
         }
       };
       const workers = Array.from({ length: 6 }, worker);
-      await sleep(600);
+      // Stop the database once at least three payments are at the provider, between phases.
+      await eventually(
+        async () =>
+          handle.client<{ n: number }[]>`
+            SELECT count(*)::int AS n FROM idempotency_keys
+            WHERE tenant_id = ${tenant.id} AND recovery_point NOT IN ('started', 'finished')`,
+        ([row]) => (row?.n ?? 0) >= 3,
+        10_000,
+      );
       pgStop("immediate");
       await sleep(3000);
       pgStart();
@@ -268,8 +276,19 @@ describe("the database restarts under load", () => {
       expect(unfinished.length).toBeGreaterThan(0);
       for (const status of statuses.keys()) expect([201, 503]).toContain(status);
 
-      // Half of the clients retry with their key; the other half never come back.
-      const retried = unfinished.filter((_, i) => i % 2 === 0);
+      // Payments stopped between phases have a record; those refused before their first
+      // phase have none. One client of the first kind and half of the second retry with their
+      // key; the others never come back, which leaves the first kind to the completer.
+      const recorded = new Set(
+        (
+          await handle.client<{ key: string }[]>`
+            SELECT key FROM idempotency_keys WHERE tenant_id = ${tenant.id}`
+        ).map((row) => row.key),
+      );
+      const midPhase = unfinished.filter((id) => recorded.has(keys.get(id) as string));
+      const neverStarted = unfinished.filter((id) => !recorded.has(keys.get(id) as string));
+      expect(midPhase.length).toBeGreaterThanOrEqual(2);
+      const retried = [...midPhase.slice(0, 1), ...neverStarted.filter((_, i) => i % 2 === 0)];
       for (const orderId of retried) {
         let status = await pay(orderId);
         // A retry may meet its own attempt's lease, or wait for it; it ends in the payment.

@@ -59,6 +59,18 @@ describe("ReplayCache", () => {
     );
     expect(cache.get(ref("big"))).toBeUndefined();
   });
+
+  it("remembers the last mismatched request text of an entry, within its byte budget", () => {
+    const cache = new ReplayCache(4096);
+    cache.setMismatched(ref("absent"), "POST /things\n{}");
+    expect(cache.size).toBe(0);
+    cache.set(ref("k"), { fingerprint: "f", requestText: "a", response: response("{}") }, 60_000);
+    cache.setMismatched(ref("k"), 'POST /things\n{"n":2}');
+    expect(cache.get(ref("k"))?.mismatchedText).toBe('POST /things\n{"n":2}');
+    // A text that would make the entry outweigh a quarter of the budget is not kept.
+    cache.setMismatched(ref("k"), "x".repeat(2000));
+    expect(cache.get(ref("k"))?.mismatchedText).toBe('POST /things\n{"n":2}');
+  });
 });
 
 describe("replays from memory", () => {
@@ -70,6 +82,7 @@ describe("replays from memory", () => {
   it("answer a key's later retries, and a 422 for a mismatch, with the database gone", async () => {
     const { tenant } = await createTestTenant(db, "cache");
     const own = openDatabase(inject("databaseUrl"), { max: 2 });
+    const cache = new ReplayCache(1 << 20);
     const app = new Hono<Env>();
     app.onError(createErrorHandler(silentLogger));
     app.use(requestId());
@@ -79,7 +92,7 @@ describe("replays from memory", () => {
         db: own.db,
         tenantId: () => tenant.id,
         onRejection: throwRejection,
-        cache: new ReplayCache(1 << 20),
+        cache,
       }),
       async (c) =>
         c.json({ id: (await insertOrder(c.var.tx, tenant.id, ORDER_BODY)).order.id }, 201),
@@ -109,7 +122,17 @@ describe("replays from memory", () => {
     });
     expect(spaced.status).toBe(201);
     expect(await spaced.text()).toBe(firstText);
-    expect((await send(key, 2)).status).toBe(422);
+    const mismatch = await send(key, 2);
+    expect(mismatch.status).toBe(422);
+    const mismatchBody = (await mismatch.json()) as Record<string, unknown>;
+    expect(mismatchBody).toMatchObject({ code: "idempotency_key_reused", status: 422 });
+    // The same wrong request again is recognised by its bytes, and answered alike.
+    expect(cache.get({ tenantId: tenant.id, key })?.mismatchedText).toBe('POST /things\n{"n":2}');
+    const again = await send(key, 2);
+    expect(again.status).toBe(422);
+    expect(await again.json()).toEqual({ ...mismatchBody, request_id: expect.any(String) });
+    // The original request is still a replay after that.
+    expect(await (await send(key)).text()).toBe(firstText);
     // Anything the cache cannot answer needs the database, which is gone: 503, retry later.
     expect((await send(newKey())).status).toBe(503);
   });

@@ -28,26 +28,26 @@ export function bearerTenantAuth(options: AuthOptions): MiddlewareHandler<AppEnv
   const cache = new Map<string, { tenant: Tenant; until: number }>();
 
   return async function bearerTenantAuth(c, next) {
-    const match = BEARER.exec(c.req.header("authorization") ?? "");
-    if (!match?.[1]) {
-      throw new ApiError("authentication_required", {
-        headers: { "WWW-Authenticate": 'Bearer realm="api"' },
-      });
-    }
-    const apiKey = match[1];
-    // Keyed by the key itself, which this process holds anyway while serving the request: a
-    // hit costs no hashing.
-    const cached = cache.get(apiKey);
+    const header = c.req.header("authorization") ?? "";
+    // Keyed by the header itself, which this process holds anyway while serving the request: a
+    // hit costs neither parsing nor hashing.
+    const cached = cache.get(header);
     let tenant = cached && cached.until > Date.now() ? cached.tenant : undefined;
     if (!tenant) {
-      tenant = await findTenantByApiKey(options.db, apiKey);
+      const match = BEARER.exec(header);
+      if (!match?.[1]) {
+        throw new ApiError("authentication_required", {
+          headers: { "WWW-Authenticate": 'Bearer realm="api"' },
+        });
+      }
+      tenant = await findTenantByApiKey(options.db, match[1]);
       if (!tenant) {
         throw new ApiError("api_key_invalid", {
           headers: { "WWW-Authenticate": 'Bearer realm="api", error="invalid_token"' },
         });
       }
       if (cache.size >= maxEntries) cache.delete(cache.keys().next().value as string);
-      cache.set(apiKey, { tenant, until: Date.now() + ttlMs });
+      cache.set(header, { tenant, until: Date.now() + ttlMs });
     }
     c.set("tenant", tenant);
     await next();

@@ -26,6 +26,23 @@ export const ERRORS = {
     title: "Malformed JSON",
     detail: "The request body is not valid JSON.",
   },
+  json_too_deep: {
+    status: 400,
+    title: "JSON nested too deeply",
+    detail: "The request body nests arrays and objects more than 32 levels deep.",
+  },
+  invalid_utf8: {
+    status: 400,
+    title: "Invalid UTF-8",
+    detail: "The request body is not valid UTF-8.",
+  },
+  value_not_storable: {
+    status: 400,
+    title: "Value not storable",
+    detail:
+      "A value of the request cannot be stored (out of range, too long or not valid text). " +
+      "Nothing was saved; check the request against the schema.",
+  },
   validation_failed: {
     status: 400,
     title: "Validation failed",
@@ -41,10 +58,35 @@ export const ERRORS = {
     title: "Unsupported media type",
     detail: "Send the request body as `application/json`.",
   },
+  content_encoding_unsupported: {
+    status: 415,
+    title: "Unsupported content encoding",
+    detail: "Send the request body uncompressed: no `Content-Encoding`, or `identity`.",
+  },
   route_not_found: {
     status: 404,
     title: "Not found",
     detail: "No such route.",
+  },
+  method_not_allowed: {
+    status: 405,
+    title: "Method not allowed",
+    detail: "This path does not serve this method; `Allow` lists the ones it serves.",
+  },
+  malformed_request: {
+    status: 400,
+    title: "Malformed request",
+    detail: "The request is not valid HTTP/1.1 (its framing or its `Host` header).",
+  },
+  request_timeout: {
+    status: 408,
+    title: "Request timeout",
+    detail: "The request was not received in time. Nothing was saved; send it again.",
+  },
+  request_header_fields_too_large: {
+    status: 431,
+    title: "Request header fields too large",
+    detail: "The request's headers exceed 16 KB.",
   },
   order_not_found: {
     status: 404,
@@ -75,6 +117,13 @@ export const ERRORS = {
     status: 402,
     title: "Payment method invalid",
     detail: "The payment provider does not accept this payment method. The order stays payable.",
+  },
+  payment_request_invalid: {
+    status: 422,
+    title: "Payment request invalid",
+    detail:
+      "The payment provider refused a parameter of the payment (`provider_code` names it, such " +
+      "as `amount_too_large`); nothing was charged. The order stays payable.",
   },
   payment_not_refundable: {
     status: 409,
@@ -142,6 +191,7 @@ export interface FieldError {
 export interface ProblemExtensions {
   payment_id?: string;
   decline_code?: string;
+  provider_code?: string;
 }
 
 /** The problem+json body (RFC 9457) of every error response. */

@@ -53,9 +53,18 @@ export const ProblemSchema = z
       .optional()
       .openapi({
         description:
-          "With `payment_declined`, `payment_method_invalid`, `refund_exceeds_payment` and " +
-          "`refund_failed`: the payment concerned (for a decline, the failed payment's id).",
+          "With `payment_declined`, `payment_method_invalid`, `payment_request_invalid`, " +
+          "`refund_exceeds_payment` and `refund_failed`: the payment concerned (for a decline, the failed payment's id).",
         example: "pay_01jdq3x2k8m7e9z5k2c8r4t1yb",
+      }),
+    provider_code: z
+      .string()
+      .optional()
+      .openapi({
+        description:
+          "With `payment_request_invalid`: the payment provider's error code, such as " +
+          "`amount_too_large`.",
+        example: "amount_too_large",
       }),
     decline_code: z
       .string()
@@ -227,9 +236,15 @@ export function problemResponses(codes: readonly ErrorCode[]): Record<number, Re
   return responses;
 }
 
-/** A handler's own answer that the idempotency middleware stores, as opposed to a rejection. */
+/**
+ * A handler's own answer that the idempotency middleware stores, as opposed to a rejection. A
+ * multi-phase request stores whatever its last phase answers, such as a provider's refusal.
+ */
 function isStoredOutcome(code: ErrorCode): boolean {
-  return !PROTOCOL_CODES.has(code) && defaultStoreStatus(ERRORS[code].status);
+  return (
+    !PROTOCOL_CODES.has(code) &&
+    (defaultStoreStatus(ERRORS[code].status) || code === "payment_request_invalid")
+  );
 }
 
 const COMMON_CODES = [
@@ -237,6 +252,7 @@ const COMMON_CODES = [
   "api_key_invalid",
   "internal_error",
   "database_unavailable",
+  "value_not_storable",
 ] as const;
 
 /** Errors any read operation can answer. */
@@ -253,6 +269,9 @@ export const WRITE_ERRORS = [
   "idempotency_key_reused",
   "payload_too_large",
   "unsupported_media_type",
+  "content_encoding_unsupported",
+  "invalid_utf8",
+  "json_too_deep",
 ] as const satisfies ErrorCode[];
 
 const PROTOCOL_CODES: ReadonlySet<ErrorCode> = new Set(WRITE_ERRORS);

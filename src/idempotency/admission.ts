@@ -9,8 +9,9 @@ export type Report = (outcome: IdempotencyOutcome, waitedMs: number) => void;
 
 /**
  * Reads a keyed request and answers it from the replay cache when it can: at once when its
- * text is byte for byte that of a request with the cached fingerprint (most retries), after
- * fingerprinting it otherwise. Returns the answer, or the request to go on with.
+ * text is byte for byte that of a request with the cached fingerprint (most retries) or of the
+ * last request found to differ from it (a repeated 422), after fingerprinting it otherwise.
+ * Returns the answer, or the request to go on with.
  */
 export async function admit<E extends Env>(
   c: Context<E>,
@@ -20,12 +21,21 @@ export async function admit<E extends Env>(
   const incoming = await readKeyedRequest(c, options.tenantId(c));
   const text = requestText(incoming);
   const cached = options.cache?.get(incoming);
-  if (cached && cached.requestText === text) {
-    report("replayed", 0);
-    return sendStored(c, cached.response, true);
+  if (cached) {
+    if (cached.requestText === text) {
+      report("replayed", 0);
+      return sendStored(c, cached.response, true);
+    }
+    if (cached.mismatchedText === text) {
+      report("mismatched", 0);
+      throw new IdempotencyRejection("idempotency_key_reused");
+    }
   }
   const request = fingerprinted(incoming);
-  if (cached) return answerFromRecord(c, request, cached, report, 0);
+  if (cached) {
+    if (cached.fingerprint !== request.fingerprint) options.cache?.setMismatched(incoming, text);
+    return answerFromRecord(c, request, cached, report, 0);
+  }
   return { request, text };
 }
 

@@ -109,7 +109,9 @@ export function idempotency<E extends Env & { Variables: IdempotencyVariables }>
 
     if (result.kind === "executed") {
       report("executed", result.waitedMs);
-      c.header("Idempotent-Replayed", "false");
+      // On the response itself: `c.header` on a finished response rebuilds it around its body
+      // as a stream (on @hono/node-server, a full Fetch Response streamed to the socket).
+      c.res.headers.set("Idempotent-Replayed", "false");
       return;
     }
     const { record, waitedMs } = result;
@@ -143,12 +145,38 @@ export function idempotency<E extends Env & { Variables: IdempotencyVariables }>
 /** Reads the handler's response for storing, leaving an identical one in its place. */
 async function snapshot(c: Context): Promise<StoredResponse> {
   const { status } = c.res;
-  const body = await c.res.text();
-  c.res = new Response(body, { status, headers: c.res.headers });
+  let body = stringBodyOf(c.res);
+  if (body === undefined) {
+    body = await c.res.text();
+    c.res = new Response(body, { status, headers: c.res.headers });
+  }
   const headers: Record<string, string> = {};
   for (const name of STORED_HEADERS) {
     const value = c.res.headers.get(name);
     if (value !== null) headers[name] = value;
   }
   return { status, headers, body };
+}
+
+/**
+ * The body of a response built from a string, without reading it, where the runtime keeps it:
+ * @hono/node-server's lightweight `Response` holds `[status, body, headers]` under a symbol
+ * described `cache` until something needs a real Fetch `Response`. Reading the body with
+ * `text()` builds that Response and its stream, about 20 µs per request measured alone.
+ * Anything else, or another shape of that cache, is read with `text()`.
+ */
+export function stringBodyOf(res: Response): string | undefined {
+  for (const symbol of Object.getOwnPropertySymbols(res)) {
+    if (symbol.description !== "cache") continue;
+    const cached: unknown = (res as unknown as Record<symbol, unknown>)[symbol];
+    if (
+      Array.isArray(cached) &&
+      cached.length === 3 &&
+      cached[0] === res.status &&
+      typeof cached[1] === "string"
+    ) {
+      return cached[1];
+    }
+  }
+  return undefined;
 }

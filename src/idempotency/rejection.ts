@@ -37,11 +37,6 @@ export const IDEMPOTENCY_PROBLEMS = {
     title: "Malformed JSON",
     detail: "The request body is not valid JSON.",
   },
-  validation_failed: {
-    status: 400,
-    title: "Validation failed",
-    detail: "The request body cannot be fingerprinted; see `errors`.",
-  },
 } as const;
 
 export type IdempotencyRejectionCode = keyof typeof IDEMPOTENCY_PROBLEMS;

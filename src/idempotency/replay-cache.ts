@@ -6,6 +6,11 @@ export interface CachedRecord {
   /** `requestText` of a request known to have this fingerprint. */
   requestText: string;
   response: StoredResponse;
+  /**
+   * `requestText` of the last request known to differ from this fingerprint (a 422), so that a
+   * client retrying the same wrong request is answered without parsing and hashing it again.
+   */
+  mismatchedText?: string;
   /** When the record expires, by this process's clock. */
   expiresAt: number;
 }
@@ -67,6 +72,17 @@ export class ReplayCache {
       this.entries.delete(oldest);
       this.bytes -= entry.bytes;
     }
+  }
+
+  /** Notes that `requestText` differs from the cached record's request; keeps one such text. */
+  setMismatched(ref: KeyRef, requestText: string): void {
+    const entry = this.entries.get(cacheKey(ref));
+    if (!entry) return;
+    const grown = requestText.length - (entry.mismatchedText?.length ?? 0);
+    if (entry.bytes + grown > this.maxBytes / 4) return;
+    entry.mismatchedText = requestText;
+    entry.bytes += grown;
+    this.bytes += grown;
   }
 
   get size(): number {

@@ -1,3 +1,4 @@
+import { hash } from "node:crypto";
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { requestFingerprint } from "./fingerprint.js";
@@ -56,10 +57,15 @@ export function fingerprinted(request: IncomingRequest): KeyedRequest {
   let fingerprint: string;
   try {
     fingerprint = requestFingerprint(request.method, request.path, body);
-  } catch (error) {
-    throw new IdempotencyRejection("validation_failed", {
-      errors: [{ path: "json", message: (error as Error).message }],
-    });
+  } catch {
+    // JSON that has no canonical form (a lone surrogate, a number beyond double range) is
+    // identified by its exact text instead, so the route's schema names the offending field.
+    // The prefix keeps it apart from every canonical body, which is a JSON value.
+    fingerprint = hash(
+      "sha256",
+      `${request.method.toUpperCase()}\n${request.path}\nraw ${request.body}`,
+      "hex",
+    );
   }
   const { tenantId, key, method, path } = request;
   return { tenantId, key, method, path, fingerprint };

@@ -84,6 +84,7 @@ export const createPaymentRoute = createRoute({
       "order_not_payable",
       "payment_declined",
       "payment_method_invalid",
+      "payment_request_invalid",
       "provider_unavailable",
     ]),
   },
@@ -180,7 +181,7 @@ async function chargePayment(execution: Execution, deps: PaymentDeps): Promise<v
     const locked = await findPayment(tx, payment.tenantId, payment.id, { forUpdate: true });
     if (!locked) throw new Error(`payment ${payment.id} vanished`);
     const recorded = await recordCharge(tx, locked, outcome);
-    return paymentStep(execution, recorded);
+    return paymentStep(execution, recorded, outcome);
   });
 }
 
@@ -200,14 +201,17 @@ async function recordCharge(
     case "invalid":
       return markPaymentFailed(tx, payment, {
         intentId: null,
-        code: INVALID_PAYMENT_METHOD,
+        code: outcome.param === "payment_method" ? INVALID_PAYMENT_METHOD : outcome.code,
         message: outcome.message,
       });
   }
 }
 
-/** The final response for a payment in its recorded state. */
-function paymentStep(execution: Execution, payment: Payment): PhaseStep {
+/**
+ * The final response for a payment in its recorded state; `outcome` is the provider's answer
+ * just recorded, if it was asked, which tells a refused parameter from a decline.
+ */
+function paymentStep(execution: Execution, payment: Payment, outcome?: ChargeOutcome): PhaseStep {
   switch (payment.status) {
     case "succeeded":
       return {
@@ -218,6 +222,15 @@ function paymentStep(execution: Execution, payment: Payment): PhaseStep {
         },
       };
     case "failed": {
+      if (outcome?.kind === "invalid" && outcome.param !== "payment_method") {
+        return phaseProblem(
+          execution,
+          new ApiError("payment_request_invalid", {
+            detail: `The payment provider refused the payment: ${outcome.message} Nothing was charged.`,
+            extensions: { payment_id: payment.id, provider_code: outcome.code },
+          }),
+        );
+      }
       const invalidMethod = payment.failureCode === INVALID_PAYMENT_METHOD;
       return phaseProblem(
         execution,

@@ -15,7 +15,12 @@ export interface StripeProviderConfig {
 export type ChargeOutcome =
   | { kind: "succeeded"; intentId: string }
   | { kind: "declined"; intentId: string | null; code: string; message: string }
-  | { kind: "invalid"; code: string; message: string }
+  /**
+   * The provider refused a parameter and charged nothing: the payment method (`param` is
+   * `payment_method`) or another one, such as an amount above its limit (`amount_too_large`).
+   * Not a decline: no card was asked.
+   */
+  | { kind: "invalid"; param: string | null; code: string; message: string }
   | { kind: "unknown"; reason: string };
 
 /** What became of a refund. `unknown` means the provider may or may not have refunded. */
@@ -117,10 +122,12 @@ export function stripeProvider(config: StripeProviderConfig): PaymentProvider {
         }
         // A 4xx means the provider refused the request and charged nothing.
         if (error instanceof Stripe.errors.StripeInvalidRequestError) {
-          const code = error.code ?? "invalid_request";
-          return error.param === "payment_method"
-            ? { kind: "invalid", code, message: error.message }
-            : { kind: "declined", intentId: null, code, message: error.message };
+          return {
+            kind: "invalid",
+            param: error.param ?? null,
+            code: error.code ?? "invalid_request",
+            message: error.message,
+          };
         }
         return { kind: "unknown", reason: describe(error) };
       }

@@ -6,6 +6,7 @@ import type { Router } from "../http/router.js";
 import type { Logger } from "../logger.js";
 import type { PaymentProvider } from "../provider/stripe-provider.js";
 import { applyProviderEvent } from "./apply-event.js";
+import { HANDLED_EVENT_TYPES, HandledEventSchema } from "./webhook-events.schema.js";
 
 const StripeEventSchema = z
   .looseObject({
@@ -27,7 +28,11 @@ export const receiveStripeWebhookRoute = createRoute({
     "The endpoint the payment provider delivers events to. Authenticated by the " +
     "`Stripe-Signature` header, not an API key. Each event is applied once, by its id, " +
     "however often it is delivered and whether it arrives before or after the API response " +
-    "for the same payment.",
+    "for the same payment. A signed event of a handled type (`payment_intent.succeeded`, " +
+    "`payment_intent.payment_failed`, `charge.refunded`) whose object lacks a field this API " +
+    "reads, or holds text it cannot store, is a 400 `validation_failed`; an event whose object " +
+    "contradicts our record (another payment intent, tenant, amount or outcome) changes " +
+    "nothing and is answered `ignored`, as is every other event type.",
   security: [],
   request: {
     headers: z.object({
@@ -63,7 +68,12 @@ export const receiveStripeWebhookRoute = createRoute({
       "validation_failed",
       "payload_too_large",
       "unsupported_media_type",
+      "content_encoding_unsupported",
+      "invalid_utf8",
+      "json_too_deep",
+      "value_not_storable",
       "internal_error",
+      "database_unavailable",
     ]),
   },
 });
@@ -80,8 +90,23 @@ export function registerReceiveStripeWebhook(
     } catch {
       throw new ApiError("webhook_signature_invalid");
     }
-    const result = await applyProviderEvent(deps.db, event);
-    deps.logger.info({ event_id: event.id, type: event.type, result }, "webhook");
+    if (!HANDLED_EVENT_TYPES.has(event.type)) {
+      deps.logger.info({ event_id: event.id, type: event.type, result: "ignored" }, "webhook");
+      return c.json({ received: true as const, result: "ignored" as const }, 200);
+    }
+    const parsed = HandledEventSchema.safeParse(event);
+    if (!parsed.success) {
+      throw new ApiError("validation_failed", {
+        errors: parsed.error.issues.map((issue) => ({
+          path: ["json", ...issue.path].map(String).join("."),
+          message: issue.message,
+        })),
+      });
+    }
+    const { result, mismatch } = await applyProviderEvent(deps.db, parsed.data);
+    const fields = { event_id: event.id, type: event.type, result };
+    if (mismatch) deps.logger.warn({ ...fields, mismatch }, "webhook does not match our records");
+    else deps.logger.info(fields, "webhook");
     return c.json({ received: true as const, result }, 200);
   });
 }

@@ -256,7 +256,7 @@ export interface paths {
         put?: never;
         /**
          * Receive a Stripe event
-         * @description The endpoint the payment provider delivers events to. Authenticated by the `Stripe-Signature` header, not an API key. Each event is applied once, by its id, however often it is delivered and whether it arrives before or after the API response for the same payment.
+         * @description The endpoint the payment provider delivers events to. Authenticated by the `Stripe-Signature` header, not an API key. Each event is applied once, by its id, however often it is delivered and whether it arrives before or after the API response for the same payment. A signed event of a handled type (`payment_intent.succeeded`, `payment_intent.payment_failed`, `charge.refunded`) whose object lacks a field this API reads, or holds text it cannot store, is a 400 `validation_failed`; an event whose object contradicts our record (another payment intent, tenant, amount or outcome) changes nothing and is answered `ignored`, as is every other event type.
          */
         post: operations["receiveStripeWebhook"];
         delete?: never;
@@ -529,7 +529,7 @@ export interface components {
              * @description Stable, machine-readable cause: branch on this, not on `title` or `detail`. Each operation lists the codes it can answer under each status.
              * @enum {string}
              */
-            code: "authentication_required" | "api_key_invalid" | "idempotency_key_missing" | "idempotency_key_invalid" | "idempotency_key_reused" | "idempotency_key_in_progress" | "malformed_json" | "validation_failed" | "payload_too_large" | "unsupported_media_type" | "route_not_found" | "order_not_found" | "order_not_cancellable" | "order_not_payable" | "payment_not_found" | "payment_declined" | "payment_method_invalid" | "payment_not_refundable" | "refund_not_found" | "refund_exceeds_payment" | "refund_failed" | "webhook_signature_invalid" | "provider_unavailable" | "internal_error" | "database_unavailable" | "service_unavailable";
+            code: "authentication_required" | "api_key_invalid" | "idempotency_key_missing" | "idempotency_key_invalid" | "idempotency_key_reused" | "idempotency_key_in_progress" | "malformed_json" | "json_too_deep" | "invalid_utf8" | "value_not_storable" | "validation_failed" | "payload_too_large" | "unsupported_media_type" | "content_encoding_unsupported" | "route_not_found" | "method_not_allowed" | "malformed_request" | "request_timeout" | "request_header_fields_too_large" | "order_not_found" | "order_not_cancellable" | "order_not_payable" | "payment_not_found" | "payment_declined" | "payment_method_invalid" | "payment_request_invalid" | "payment_not_refundable" | "refund_not_found" | "refund_exceeds_payment" | "refund_failed" | "webhook_signature_invalid" | "provider_unavailable" | "internal_error" | "database_unavailable" | "service_unavailable";
             /**
              * @description The `X-Request-Id` of the request; quote it when asking for support.
              * @example 5f0c3d52-8f6e-4c39-9a53-0d5e8b8f2b61
@@ -546,10 +546,15 @@ export interface components {
                 message: string;
             }[];
             /**
-             * @description With `payment_declined`, `payment_method_invalid`, `refund_exceeds_payment` and `refund_failed`: the payment concerned (for a decline, the failed payment's id).
+             * @description With `payment_declined`, `payment_method_invalid`, `payment_request_invalid`, `refund_exceeds_payment` and `refund_failed`: the payment concerned (for a decline, the failed payment's id).
              * @example pay_01jdq3x2k8m7e9z5k2c8r4t1yb
              */
             payment_id?: string;
+            /**
+             * @description With `payment_request_invalid`: the payment provider's error code, such as `amount_too_large`.
+             * @example amount_too_large
+             */
+            provider_code?: string;
             /**
              * @description With `payment_declined` and `refund_failed`: the provider's reason, such as `insufficient_funds` or `generic_decline`.
              * @example insufficient_funds
@@ -862,7 +867,10 @@ export interface operations {
                     "application/json": components["schemas"]["OrderList"];
                 };
             };
-            /** @description - `validation_failed` (Validation failed): The request does not match the schema; see `errors`. */
+            /**
+             * @description - `value_not_storable` (Value not storable): A value of the request cannot be stored (out of range, too long or not valid text). Nothing was saved; check the request against the schema.
+             *     - `validation_failed` (Validation failed): The request does not match the schema; see `errors`.
+             */
             400: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -873,7 +881,7 @@ export interface operations {
                         /** @enum {number} */
                         status?: 400;
                         /** @enum {string} */
-                        code?: "validation_failed";
+                        code?: "value_not_storable" | "validation_failed";
                     };
                 };
             };
@@ -962,10 +970,13 @@ export interface operations {
                 };
             };
             /**
-             * @description - `idempotency_key_missing` (Idempotency-Key missing): This request changes state and must carry an `Idempotency-Key` header.
+             * @description - `value_not_storable` (Value not storable): A value of the request cannot be stored (out of range, too long or not valid text). Nothing was saved; check the request against the schema.
+             *     - `idempotency_key_missing` (Idempotency-Key missing): This request changes state and must carry an `Idempotency-Key` header.
              *     - `idempotency_key_invalid` (Idempotency-Key invalid): The `Idempotency-Key` header must be a single value of 16-255 characters from `A-Z a-z 0-9 - _ . : ~ + / =`, bare or as a quoted Structured Field string.
              *     - `malformed_json` (Malformed JSON): The request body is not valid JSON.
              *     - `validation_failed` (Validation failed): The request does not match the schema; see `errors`.
+             *     - `invalid_utf8` (Invalid UTF-8): The request body is not valid UTF-8.
+             *     - `json_too_deep` (JSON nested too deeply): The request body nests arrays and objects more than 32 levels deep.
              */
             400: {
                 headers: {
@@ -977,7 +988,7 @@ export interface operations {
                         /** @enum {number} */
                         status?: 400;
                         /** @enum {string} */
-                        code?: "idempotency_key_missing" | "idempotency_key_invalid" | "malformed_json" | "validation_failed";
+                        code?: "value_not_storable" | "idempotency_key_missing" | "idempotency_key_invalid" | "malformed_json" | "validation_failed" | "invalid_utf8" | "json_too_deep";
                     };
                 };
             };
@@ -1031,7 +1042,10 @@ export interface operations {
                     };
                 };
             };
-            /** @description - `unsupported_media_type` (Unsupported media type): Send the request body as `application/json`. */
+            /**
+             * @description - `unsupported_media_type` (Unsupported media type): Send the request body as `application/json`.
+             *     - `content_encoding_unsupported` (Unsupported content encoding): Send the request body uncompressed: no `Content-Encoding`, or `identity`.
+             */
             415: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -1042,7 +1056,7 @@ export interface operations {
                         /** @enum {number} */
                         status?: 415;
                         /** @enum {string} */
-                        code?: "unsupported_media_type";
+                        code?: "unsupported_media_type" | "content_encoding_unsupported";
                     };
                 };
             };
@@ -1116,7 +1130,10 @@ export interface operations {
                     "application/json": components["schemas"]["Order"];
                 };
             };
-            /** @description - `validation_failed` (Validation failed): The request does not match the schema; see `errors`. */
+            /**
+             * @description - `value_not_storable` (Value not storable): A value of the request cannot be stored (out of range, too long or not valid text). Nothing was saved; check the request against the schema.
+             *     - `validation_failed` (Validation failed): The request does not match the schema; see `errors`.
+             */
             400: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -1127,7 +1144,7 @@ export interface operations {
                         /** @enum {number} */
                         status?: 400;
                         /** @enum {string} */
-                        code?: "validation_failed";
+                        code?: "value_not_storable" | "validation_failed";
                     };
                 };
             };
@@ -1261,10 +1278,13 @@ export interface operations {
                 };
             };
             /**
-             * @description - `idempotency_key_missing` (Idempotency-Key missing): This request changes state and must carry an `Idempotency-Key` header.
+             * @description - `value_not_storable` (Value not storable): A value of the request cannot be stored (out of range, too long or not valid text). Nothing was saved; check the request against the schema.
+             *     - `idempotency_key_missing` (Idempotency-Key missing): This request changes state and must carry an `Idempotency-Key` header.
              *     - `idempotency_key_invalid` (Idempotency-Key invalid): The `Idempotency-Key` header must be a single value of 16-255 characters from `A-Z a-z 0-9 - _ . : ~ + / =`, bare or as a quoted Structured Field string.
              *     - `malformed_json` (Malformed JSON): The request body is not valid JSON.
              *     - `validation_failed` (Validation failed): The request does not match the schema; see `errors`.
+             *     - `invalid_utf8` (Invalid UTF-8): The request body is not valid UTF-8.
+             *     - `json_too_deep` (JSON nested too deeply): The request body nests arrays and objects more than 32 levels deep.
              */
             400: {
                 headers: {
@@ -1276,7 +1296,7 @@ export interface operations {
                         /** @enum {number} */
                         status?: 400;
                         /** @enum {string} */
-                        code?: "idempotency_key_missing" | "idempotency_key_invalid" | "malformed_json" | "validation_failed";
+                        code?: "value_not_storable" | "idempotency_key_missing" | "idempotency_key_invalid" | "malformed_json" | "validation_failed" | "invalid_utf8" | "json_too_deep";
                     };
                 };
             };
@@ -1350,7 +1370,10 @@ export interface operations {
                     };
                 };
             };
-            /** @description - `unsupported_media_type` (Unsupported media type): Send the request body as `application/json`. */
+            /**
+             * @description - `unsupported_media_type` (Unsupported media type): Send the request body as `application/json`.
+             *     - `content_encoding_unsupported` (Unsupported content encoding): Send the request body uncompressed: no `Content-Encoding`, or `identity`.
+             */
             415: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -1361,7 +1384,7 @@ export interface operations {
                         /** @enum {number} */
                         status?: 415;
                         /** @enum {string} */
-                        code?: "unsupported_media_type";
+                        code?: "unsupported_media_type" | "content_encoding_unsupported";
                     };
                 };
             };
@@ -1447,10 +1470,13 @@ export interface operations {
                 };
             };
             /**
-             * @description - `idempotency_key_missing` (Idempotency-Key missing): This request changes state and must carry an `Idempotency-Key` header.
+             * @description - `value_not_storable` (Value not storable): A value of the request cannot be stored (out of range, too long or not valid text). Nothing was saved; check the request against the schema.
+             *     - `idempotency_key_missing` (Idempotency-Key missing): This request changes state and must carry an `Idempotency-Key` header.
              *     - `idempotency_key_invalid` (Idempotency-Key invalid): The `Idempotency-Key` header must be a single value of 16-255 characters from `A-Z a-z 0-9 - _ . : ~ + / =`, bare or as a quoted Structured Field string.
              *     - `malformed_json` (Malformed JSON): The request body is not valid JSON.
              *     - `validation_failed` (Validation failed): The request does not match the schema; see `errors`.
+             *     - `invalid_utf8` (Invalid UTF-8): The request body is not valid UTF-8.
+             *     - `json_too_deep` (JSON nested too deeply): The request body nests arrays and objects more than 32 levels deep.
              */
             400: {
                 headers: {
@@ -1462,7 +1488,7 @@ export interface operations {
                         /** @enum {number} */
                         status?: 400;
                         /** @enum {string} */
-                        code?: "idempotency_key_missing" | "idempotency_key_invalid" | "malformed_json" | "validation_failed";
+                        code?: "value_not_storable" | "idempotency_key_missing" | "idempotency_key_invalid" | "malformed_json" | "validation_failed" | "invalid_utf8" | "json_too_deep";
                     };
                 };
             };
@@ -1555,7 +1581,10 @@ export interface operations {
                     };
                 };
             };
-            /** @description - `unsupported_media_type` (Unsupported media type): Send the request body as `application/json`. */
+            /**
+             * @description - `unsupported_media_type` (Unsupported media type): Send the request body as `application/json`.
+             *     - `content_encoding_unsupported` (Unsupported content encoding): Send the request body uncompressed: no `Content-Encoding`, or `identity`.
+             */
             415: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -1566,13 +1595,17 @@ export interface operations {
                         /** @enum {number} */
                         status?: 415;
                         /** @enum {string} */
-                        code?: "unsupported_media_type";
+                        code?: "unsupported_media_type" | "content_encoding_unsupported";
                     };
                 };
             };
-            /** @description - `idempotency_key_reused` (Idempotency-Key reused): This Idempotency-Key was already used for a request with a different method, path or body. Use a new key for a new request. */
+            /**
+             * @description - `idempotency_key_reused` (Idempotency-Key reused): This Idempotency-Key was already used for a request with a different method, path or body. Use a new key for a new request.
+             *     - `payment_request_invalid` (Payment request invalid): The payment provider refused a parameter of the payment (`provider_code` names it, such as `amount_too_large`); nothing was charged. The order stays payable.
+             */
             422: {
                 headers: {
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
                     "X-Request-Id": components["headers"]["RequestId"];
                     [name: string]: unknown;
                 };
@@ -1581,7 +1614,7 @@ export interface operations {
                         /** @enum {number} */
                         status?: 422;
                         /** @enum {string} */
-                        code?: "idempotency_key_reused";
+                        code?: "idempotency_key_reused" | "payment_request_invalid";
                     };
                 };
             };
@@ -1642,7 +1675,10 @@ export interface operations {
                     "application/json": components["schemas"]["Payment"];
                 };
             };
-            /** @description - `validation_failed` (Validation failed): The request does not match the schema; see `errors`. */
+            /**
+             * @description - `value_not_storable` (Value not storable): A value of the request cannot be stored (out of range, too long or not valid text). Nothing was saved; check the request against the schema.
+             *     - `validation_failed` (Validation failed): The request does not match the schema; see `errors`.
+             */
             400: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -1653,7 +1689,7 @@ export interface operations {
                         /** @enum {number} */
                         status?: 400;
                         /** @enum {string} */
-                        code?: "validation_failed";
+                        code?: "value_not_storable" | "validation_failed";
                     };
                 };
             };
@@ -1758,10 +1794,13 @@ export interface operations {
                 };
             };
             /**
-             * @description - `idempotency_key_missing` (Idempotency-Key missing): This request changes state and must carry an `Idempotency-Key` header.
+             * @description - `value_not_storable` (Value not storable): A value of the request cannot be stored (out of range, too long or not valid text). Nothing was saved; check the request against the schema.
+             *     - `idempotency_key_missing` (Idempotency-Key missing): This request changes state and must carry an `Idempotency-Key` header.
              *     - `idempotency_key_invalid` (Idempotency-Key invalid): The `Idempotency-Key` header must be a single value of 16-255 characters from `A-Z a-z 0-9 - _ . : ~ + / =`, bare or as a quoted Structured Field string.
              *     - `malformed_json` (Malformed JSON): The request body is not valid JSON.
              *     - `validation_failed` (Validation failed): The request does not match the schema; see `errors`.
+             *     - `invalid_utf8` (Invalid UTF-8): The request body is not valid UTF-8.
+             *     - `json_too_deep` (JSON nested too deeply): The request body nests arrays and objects more than 32 levels deep.
              */
             400: {
                 headers: {
@@ -1773,7 +1812,7 @@ export interface operations {
                         /** @enum {number} */
                         status?: 400;
                         /** @enum {string} */
-                        code?: "idempotency_key_missing" | "idempotency_key_invalid" | "malformed_json" | "validation_failed";
+                        code?: "value_not_storable" | "idempotency_key_missing" | "idempotency_key_invalid" | "malformed_json" | "validation_failed" | "invalid_utf8" | "json_too_deep";
                     };
                 };
             };
@@ -1849,7 +1888,10 @@ export interface operations {
                     };
                 };
             };
-            /** @description - `unsupported_media_type` (Unsupported media type): Send the request body as `application/json`. */
+            /**
+             * @description - `unsupported_media_type` (Unsupported media type): Send the request body as `application/json`.
+             *     - `content_encoding_unsupported` (Unsupported content encoding): Send the request body uncompressed: no `Content-Encoding`, or `identity`.
+             */
             415: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -1860,7 +1902,7 @@ export interface operations {
                         /** @enum {number} */
                         status?: 415;
                         /** @enum {string} */
-                        code?: "unsupported_media_type";
+                        code?: "unsupported_media_type" | "content_encoding_unsupported";
                     };
                 };
             };
@@ -1936,7 +1978,10 @@ export interface operations {
                     "application/json": components["schemas"]["Refund"];
                 };
             };
-            /** @description - `validation_failed` (Validation failed): The request does not match the schema; see `errors`. */
+            /**
+             * @description - `value_not_storable` (Value not storable): A value of the request cannot be stored (out of range, too long or not valid text). Nothing was saved; check the request against the schema.
+             *     - `validation_failed` (Validation failed): The request does not match the schema; see `errors`.
+             */
             400: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -1947,7 +1992,7 @@ export interface operations {
                         /** @enum {number} */
                         status?: 400;
                         /** @enum {string} */
-                        code?: "validation_failed";
+                        code?: "value_not_storable" | "validation_failed";
                     };
                 };
             };
@@ -2047,6 +2092,9 @@ export interface operations {
              * @description - `webhook_signature_invalid` (Invalid webhook signature): The `Stripe-Signature` header does not match the payload and the signing secret.
              *     - `malformed_json` (Malformed JSON): The request body is not valid JSON.
              *     - `validation_failed` (Validation failed): The request does not match the schema; see `errors`.
+             *     - `invalid_utf8` (Invalid UTF-8): The request body is not valid UTF-8.
+             *     - `json_too_deep` (JSON nested too deeply): The request body nests arrays and objects more than 32 levels deep.
+             *     - `value_not_storable` (Value not storable): A value of the request cannot be stored (out of range, too long or not valid text). Nothing was saved; check the request against the schema.
              */
             400: {
                 headers: {
@@ -2058,7 +2106,7 @@ export interface operations {
                         /** @enum {number} */
                         status?: 400;
                         /** @enum {string} */
-                        code?: "webhook_signature_invalid" | "malformed_json" | "validation_failed";
+                        code?: "webhook_signature_invalid" | "malformed_json" | "validation_failed" | "invalid_utf8" | "json_too_deep" | "value_not_storable";
                     };
                 };
             };
@@ -2077,7 +2125,10 @@ export interface operations {
                     };
                 };
             };
-            /** @description - `unsupported_media_type` (Unsupported media type): Send the request body as `application/json`. */
+            /**
+             * @description - `unsupported_media_type` (Unsupported media type): Send the request body as `application/json`.
+             *     - `content_encoding_unsupported` (Unsupported content encoding): Send the request body uncompressed: no `Content-Encoding`, or `identity`.
+             */
             415: {
                 headers: {
                     "X-Request-Id": components["headers"]["RequestId"];
@@ -2088,7 +2139,7 @@ export interface operations {
                         /** @enum {number} */
                         status?: 415;
                         /** @enum {string} */
-                        code?: "unsupported_media_type";
+                        code?: "unsupported_media_type" | "content_encoding_unsupported";
                     };
                 };
             };
@@ -2104,6 +2155,22 @@ export interface operations {
                         status?: 500;
                         /** @enum {string} */
                         code?: "internal_error";
+                    };
+                };
+            };
+            /** @description - `database_unavailable` (Database unavailable): The database could not be reached, so nothing was saved. Retry with the same Idempotency-Key after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    "X-Request-Id": components["headers"]["RequestId"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {number} */
+                        status?: 503;
+                        /** @enum {string} */
+                        code?: "database_unavailable";
                     };
                 };
             };
