@@ -32,10 +32,10 @@ import {
   startNaivePeer,
 } from "./setup.js";
 import {
-  advisoryLockClaim,
   bareOrder,
   type OrderTransaction,
   type OrderWorkload,
+  ourClaim,
   recordFirstClaim,
   runConcurrently,
 } from "./sql-phase.js";
@@ -461,7 +461,7 @@ class Bench {
       case "pgbench-bare":
         return { pgbench: PGBENCH_SCRIPTS.bare };
       case "direct":
-        return { transaction: advisoryLockClaim };
+        return { transaction: ourClaim };
       case "bare":
         return { transaction: bareOrder };
       case "record-first":
@@ -636,7 +636,7 @@ class Bench {
 
   /**
    * Stores `keyCount` keys, then replays them in turn: every answer must be its key's stored
-   * response. With one key, concurrent replays also queue on that key's advisory lock; many
+   * response. With one key, concurrent replays also queue on that key's record row; many
    * keys show what a replay costs without that queue.
    */
   private async replaySpec(keyCount: number): Promise<HttpRequestSpec> {
@@ -764,7 +764,7 @@ function computeStrategies(results: PhaseResult[]): Strategy[] {
   if (!bare) return [];
   const labels: [PhaseId, string][] = [
     ["bare", "(a) bare order transaction (insertOrder only)"],
-    ["direct", "(b) ours: advisory lock + lookup, record written once at the end"],
+    ["direct", "(b) ours: record row first (placeholder), response written over it at the end"],
     ["record-first", "(c) INSERT … ON CONFLICT DO NOTHING first, UPDATE with the response"],
   ];
   const bareCpu = cpuPerOperation(bare);

@@ -61,10 +61,11 @@ export const bareOrder: OrderTransaction = async (w) => {
 };
 
 /**
- * (b) Our claim, exactly as the middleware runs `POST /v1/orders` with a new key: advisory lock
- * on (tenant, key), lookup, the order's writes, the finished record written once, COMMIT.
+ * (b) Our claim, exactly as the middleware runs `POST /v1/orders` with a new key: the placeholder
+ * record inserted first (`claimKey`, bounded by `SET LOCAL lock_timeout`), the order's writes,
+ * the finished record written over the placeholder, COMMIT.
  */
-export const advisoryLockClaim: OrderTransaction = async (w) => {
+export const ourClaim: OrderTransaction = async (w) => {
   const request = freshRequest(w);
   await w.db.transaction(async (tx) => {
     const { record } = await claimKey(tx, request, w.waitMs);

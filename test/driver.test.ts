@@ -34,7 +34,7 @@ describe("postgres.js as patched", () => {
     const sleeping = pool`SELECT pg_sleep(5)`.catch((error: { code?: string }) => error.code);
     await new Promise((resolve) => setTimeout(resolve, 100));
     const reserving = pool.reserve(); // queued: the only connection is busy
-    await admin`SELECT pg_terminate_backend(${busy?.pid ?? 0})`;
+    await admin`SELECT pg_terminate_backend(${busy?.pid ?? 0}::int)`;
     expect(await within(sleeping, 5000)).toMatch(/57P01|CONNECTION_/);
     const reserved = await within(reserving, 5000);
     const [row] = await reserved<{ ok: number }[]>`SELECT 1 AS ok`;
@@ -54,7 +54,7 @@ describe("postgres.js as patched", () => {
       const pool = open({ max: 1 });
       const reserved = await within(pool.reserve(), 5000);
       const [me] = await reserved<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
-      await admin`SELECT pg_terminate_backend(${me?.pid ?? 0})`;
+      await admin`SELECT pg_terminate_backend(${me?.pid ?? 0}::int)`;
       await expect(within(reserved`SELECT 1`, 5000)).rejects.toMatchObject({
         code: expect.any(String),
       });
@@ -79,7 +79,7 @@ describe("postgres.js as patched", () => {
       const outcome = pool
         .begin(async (tx) => {
           const [me] = await tx<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
-          await admin`SELECT pg_terminate_backend(${me?.pid ?? 0})`;
+          await admin`SELECT pg_terminate_backend(${me?.pid ?? 0}::int)`;
           await tx`SELECT pg_sleep(0.2)`;
         })
         .then(

@@ -4,7 +4,13 @@ import { join } from "node:path";
 import type { TestProject } from "vitest/node";
 import { migrateDatabase } from "../src/db/migrate.js";
 import { OpenApiValidator } from "./helpers/openapi-validator.js";
-import { createDatabase, dropDatabase, startTestServer } from "./helpers/test-database.js";
+import {
+  citusNodes,
+  createDatabase,
+  dropDatabase,
+  nodeUrl,
+  startTestServer,
+} from "./helpers/test-database.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -13,6 +19,8 @@ declare module "vitest" {
     /** The server's maintenance URL, for suites that need a database of their own. */
     adminUrl: string;
     databaseSource: string;
+    /** In Citus mode (`CITUS_NODES`), this run's database on each node, coordinator first. */
+    citusNodeUrls: string[];
     /** Where each test file reports the responses it checked against openapi.yaml. */
     openapiReportDir: string;
   }
@@ -27,8 +35,16 @@ export default async function setup(project: TestProject) {
   const server = await startTestServer(log);
   const name = `test_run_${Date.now()}_${process.pid}`;
   const databaseUrl = await createDatabase(server.adminUrl, name);
-  await migrateDatabase(databaseUrl);
-  log(`PostgreSQL from ${server.source}; database ${name}`);
+  const layout = await migrateDatabase(databaseUrl);
+  const nodes = citusNodes() ?? [];
+  if (nodes.length > 0 && (layout.kind !== "distributed" || layout.changed.length === 0)) {
+    throw new Error(`Citus mode, but the migrations left the tables local (${layout.kind})`);
+  }
+  log(`PostgreSQL from ${server.source}; database ${name}; layout ${layout.kind}`);
+  project.provide(
+    "citusNodeUrls",
+    nodes.map((node) => nodeUrl(node, name)),
+  );
   project.provide("databaseUrl", databaseUrl);
   project.provide("adminUrl", server.adminUrl);
   project.provide("databaseSource", server.source);

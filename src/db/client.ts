@@ -51,7 +51,12 @@ export function openDatabase(url: string, options: DatabaseOptions = {}): Databa
     // attempts cheap while the database is away and the recovery within a second of its return.
     backoff: (attempts: number) => Math.min(0.05 * 2 ** attempts, 1),
     onnotice: () => {},
-    connection: { application_name: options.applicationName ?? "idempotent-payments" },
+    connection: {
+      application_name: options.applicationName ?? "idempotent-payments",
+      // On Citus, pass `SET LOCAL` (the idempotency claim's lock_timeout) on to the node that
+      // holds the shard; plain PostgreSQL keeps it as an unused placeholder setting.
+      "citus.propagate_set_commands": "local",
+    },
   });
   const stats = { active: 0, waiting: 0 };
   const client = countTransactions(pool, stats);

@@ -9,8 +9,17 @@ async function main() {
   const logger = createLogger(config.LOG_LEVEL, process.stderr);
   const database = await resolveDatabase(config, logger);
   try {
-    await migrateDatabase(database.url);
+    const layout = await migrateDatabase(database.url);
     process.stderr.write(`migrations applied to ${database.description}\n`);
+    if (layout.kind === "distributed") {
+      process.stderr.write(
+        layout.changed.length > 0
+          ? `Citus: distributed ${layout.changed.join(", ")}\n`
+          : "Citus: every table already distributed\n",
+      );
+    } else if (layout.kind === "no-workers") {
+      process.stderr.write("Citus extension without workers: the tables stay local\n");
+    }
   } finally {
     await database.stop();
   }

@@ -59,26 +59,60 @@ function deletable(): SQL {
 }
 
 /**
- * Deletes at most `limit` deletable records in one statement (so one short transaction) and
- * returns how many it deleted. Rows locked by a live request (a re-execution of an expired key
- * writing its new record, another cleanup batch) are skipped, never waited for; a row that
- * changed before it was locked is checked again against the predicate by PostgreSQL, so a
- * record renewed by a re-execution that just committed is not deleted.
+ * Deletes at most `limit` deletable records and returns how many it deleted, tenant by tenant:
+ * the tenants of the `limit` oldest deletable records are looked up first, then each tenant's
+ * records go in one statement of their own, filtered by `tenant_id` (Citus locks rows only in
+ * a statement that names its distribution column, and a statement of one tenant runs on one
+ * node). Rows locked by a live request (a re-execution of an expired key, a claim replacing it,
+ * another cleanup batch) are skipped, never waited for; a row that changed before it was locked
+ * is checked again against the predicate by PostgreSQL, so a record renewed by a re-execution
+ * that just committed is not deleted.
+ *
+ * With `lockTimeoutMs`, each tenant's statement runs in a transaction of its own that waits at
+ * most that long for a lock (`executor` must then be the pool); without it, the statements run
+ * on `executor` as they are (a transaction passed in keeps them all).
  */
 export async function deleteExpiredRecords(
   executor: Executor,
-  params: { limit: number },
+  params: { limit: number; lockTimeoutMs?: number },
+): Promise<number> {
+  const tenants = await executor.execute<{ tenantId: string }>(sql`
+    SELECT DISTINCT tenant_id AS "tenantId" FROM (
+      SELECT tenant_id FROM ${idempotencyKeys} WHERE ${deletable()}
+      ORDER BY expires_at LIMIT ${params.limit}
+    ) AS oldest`);
+  let deleted = 0;
+  for (const { tenantId } of tenants) {
+    const limit = params.limit - deleted;
+    if (limit <= 0) break;
+    const timeout = params.lockTimeoutMs;
+    deleted +=
+      timeout === undefined
+        ? await deleteTenantRecords(executor, tenantId, limit)
+        : await (executor as IdempotencyDatabase).transaction(async (tx) => {
+            await tx.execute(sql.raw(`SET LOCAL lock_timeout = '${Math.max(1, timeout)}ms'`));
+            return deleteTenantRecords(tx, tenantId, limit);
+          });
+  }
+  return deleted;
+}
+
+/** One tenant's share of a batch: one statement, so one short transaction on one node. */
+async function deleteTenantRecords(
+  executor: Executor,
+  tenantId: string,
+  limit: number,
 ): Promise<number> {
   const [row] = await executor.execute<{ deleted: number }>(sql`
     WITH doomed AS (
       SELECT tenant_id, key FROM ${idempotencyKeys}
-      WHERE ${deletable()}
+      WHERE tenant_id = ${tenantId} AND ${deletable()}
       ORDER BY expires_at
-      LIMIT ${params.limit}
+      LIMIT ${limit}
       FOR UPDATE SKIP LOCKED
     ), deleted AS (
       DELETE FROM ${idempotencyKeys} AS k USING doomed
-      WHERE k.tenant_id = doomed.tenant_id AND k.key = doomed.key
+      WHERE k.tenant_id = ${tenantId} AND k.tenant_id = doomed.tenant_id AND k.key = doomed.key
       RETURNING 1
     )
     SELECT count(*)::int AS deleted FROM deleted`);
@@ -153,7 +187,7 @@ export interface CleanupResult extends CleanupProgress {
  * in the two-integer space, so it never meets a request's key lock) on a connection it
  * reserves from the pool for its duration, and a second runner finds the lock taken and returns
  * `skipped` at once. The batches run on the pool's other connections, each in a transaction of
- * its own, so no transaction outlives a batch and a crash loses at most the batch in flight;
+ * its own per tenant, so no transaction outlives a batch and a crash loses at most the batch in flight;
  * after each full batch the run pauses as long as the batch took, leaving the CPUs to traffic.
  * Correctness does not rest on the run lock: SKIP LOCKED alone keeps two runners from deleting
  * a record twice or waiting on each other; the lock keeps the work in one place. The pool must
@@ -186,11 +220,9 @@ export async function runCleanup(
       for (;;) {
         if (options.signal?.aborted) return finish("aborted");
         const batchStarted = performance.now();
-        const deleted = await database.db.transaction(async (tx) => {
-          await tx.execute(
-            sql`SELECT set_config('lock_timeout', ${`${CLEANUP_LOCK_TIMEOUT_MS}ms`}, true)`,
-          );
-          return deleteExpiredRecords(tx, { limit: options.batchSize });
+        const deleted = await deleteExpiredRecords(database.db, {
+          limit: options.batchSize,
+          lockTimeoutMs: CLEANUP_LOCK_TIMEOUT_MS,
         });
         if (deleted > 0) {
           progress.deleted += deleted;

@@ -2,11 +2,11 @@ import type { IdempotencyDatabase, IdempotencyTransaction } from "./database.js"
 import {
   advanceRecord,
   type ClaimedRecord,
-  claimKey,
   FINISHED,
   fenceRecord,
   finishRecord,
   type KeyRef,
+  lockRecordNoWait,
   releaseRecord,
   type StoredResponse,
   takeOverAbandonedRecord,
@@ -98,8 +98,8 @@ export class Execution {
   }
 
   /**
-   * Takes over an abandoned record for the completer (see `takeOverAbandonedRecord`), under the
-   * key's lock without waiting: a key someone holds right now is not abandoned.
+   * Takes over an abandoned record for the completer (see `takeOverAbandonedRecord`), locking
+   * its row without waiting: a key someone holds right now is not abandoned.
    * @throws KeyLockTimeout when another transaction holds the key
    */
   static async takeOverAbandoned(
@@ -109,7 +109,7 @@ export class Execution {
     options: ExecutionOptions,
   ): Promise<Execution | undefined> {
     const claimed = await db.transaction(async (tx) => {
-      await claimKey(tx, key, 0);
+      if (!(await lockRecordNoWait(tx, key))) return undefined;
       return takeOverAbandonedRecord(tx, key, options.leaseMs, graceMs);
     });
     return claimed && new Execution(db, key, claimed, options);

@@ -35,11 +35,11 @@ type Claim =
  * Makes a POST handler idempotent under the `Idempotency-Key` header (see README.md beside
  * this file), for handlers whose writes fit in one database transaction.
  *
- * The key is claimed by the first statement of the request's transaction (an advisory lock on
- * tenant + key), the handler writes through `c.var.tx`, and the response is stored in the same
- * transaction before COMMIT; so either the writes and the record both exist or neither does.
- * A concurrent duplicate blocks on the lock until the first commits (it then replays) or rolls
- * back (it then executes).
+ * The key is claimed by the first statements of the request's transaction (its record row,
+ * inserted as a placeholder or locked, see `claimKey`), the handler writes through `c.var.tx`,
+ * and the response is stored over that row in the same transaction before COMMIT; so either
+ * the writes and the record both exist or neither does. A concurrent duplicate blocks on the
+ * row until the first commits (it then replays) or rolls back (it then executes).
  *
  * @example
  * ```ts
@@ -66,7 +66,7 @@ export function idempotency<E extends Env & { Variables: IdempotencyVariables }>
     if (admitted instanceof Response) return admitted;
     const { request, text } = admitted;
 
-    /** Locks the key, looks it up, and runs `work` only when no live record answers for it. */
+    /** Claims the key, looks it up, and runs `work` only when no live record answers for it. */
     const claim = (work: (tx: Transaction) => Promise<StoredResponse>) =>
       options.db.transaction(async (tx): Promise<Claim> => {
         const { record, waitedMs } = await claimKey(tx, request, waitMs);

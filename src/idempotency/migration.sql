@@ -1,5 +1,7 @@
 -- The idempotency layer's table, for hosts that do not generate it with drizzle-kit from
--- schema.ts. Add a foreign key on tenant_id to your tenants table if you have one.
+-- schema.ts. Add a foreign key on tenant_id to your tenants table if you have one, as
+-- DEFERRABLE INITIALLY DEFERRED: the claim inserts the key's record first, and an immediate check
+-- would make it wait on the tenant's row too.
 CREATE TABLE IF NOT EXISTS "idempotency_keys" (
 	"tenant_id" text NOT NULL,
 	"key" text NOT NULL,

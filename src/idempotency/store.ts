@@ -30,17 +30,9 @@ export const FINISHED = "finished";
 /** The recovery point of a claimed record before any business write. */
 export const STARTED = "started";
 
-/** The advisory lock waited `waitMs` and the key is still held by another transaction. */
+/** The claim waited `waitMs` and the key's record is still held by another transaction. */
 export class KeyLockTimeout extends Error {
   override name = "KeyLockTimeout";
-}
-
-/**
- * One 64-bit advisory lock per (tenant, key), hashed inside PostgreSQL. Keys cannot contain a
- * space, so the joined text is unambiguous; a hash collision only serialises two unrelated keys.
- */
-function keyLockId(ref: KeyRef): SQL {
-  return sql`hashtextextended(${ref.tenantId} || ' ' || ${ref.key}, 0)`;
 }
 
 /** The SQLSTATE of a PostgreSQL error, looking through drizzle's wrapping. */
@@ -52,42 +44,97 @@ export function pgErrorCode(error: unknown): string | undefined {
   return undefined;
 }
 
+/** The columns of a record as the layer reads them; `expired` and `expiresInMs` by `now()`. */
+const FOUND_COLUMNS = sql.raw(`record_id AS "recordId", fingerprint,
+      recovery_point AS "recoveryPoint", attempt, response_status AS "responseStatus",
+      response_headers AS "responseHeaders", response_body AS "responseBody",
+      expires_at <= now() AS expired,
+      coalesce(locked_until > clock_timestamp(), false) AS "leaseActive",
+      (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::float8 AS "expiresInMs"`);
+
 /**
  * Claims a key for the rest of the transaction and looks its record up: the first statements
- * of every idempotent transaction. The claim is the key's transaction-scoped advisory lock,
- * which makes concurrent requests with one key run one at a time.
+ * of every idempotent transaction. The claim is the key's record row itself, so it holds
+ * wherever the row lives (one PostgreSQL, or the shard of a distributed table on any node):
  *
- * A non-blocking `pg_try_advisory_xact_lock` comes first, so a free key costs no wait. When
- * another transaction holds the key, it waits at most `waitMs` (PostgreSQL's `lock_timeout`,
- * set for that wait only, so the business writes after it keep the session's setting).
+ * - `INSERT ... ON CONFLICT DO NOTHING` of a placeholder record. When the key is new, the
+ *   placeholder is this transaction's until it commits, and a concurrent duplicate's INSERT
+ *   blocks on its primary key until then: it finds the committed record (and replays it) or,
+ *   after a rollback, inserts its own.
+ * - When a committed record exists, `SELECT ... FOR UPDATE` locks and reads it, so a request
+ *   replacing an expired record, a phase of a multi-phase request and cleanup never overlap.
+ *   A row deleted meanwhile (cleanup) sends the claim back to the INSERT.
  *
- * The lookup is its own statement, sent only once the lock is held: in READ COMMITTED a
- * statement's snapshot is taken when it starts, so a lookup that started before the lock was
- * granted could miss the record the previous holder just committed. (Pipelining the two through
- * drizzle is not safe either: drizzle's async query path does not keep their order.)
+ * Every wait is bounded by `waitMs` (PostgreSQL's `lock_timeout`, set with `SET LOCAL` so that
+ * Citus passes it on to the node holding the shard when the connection has
+ * `citus.propagate_set_commands = local`), then reset so the business writes after it keep the
+ * session's setting. The lookup is its own statement, after the INSERT: in READ COMMITTED a
+ * statement's snapshot is taken when it starts, so it sees what a waited-for duplicate committed.
  *
+ * The placeholder (recovery point `started`, no response, expired at once) never commits as
+ * such: the caller overwrites it with `saveFinishedRecord` or `claimRecord` in the same
+ * transaction.
+ *
+ * @returns `record` undefined when the key was free and the placeholder is written; `waitedMs`
+ *   0 unless the claim took `NOTICEABLE_WAIT_MS` or more
  * @throws KeyLockTimeout when another transaction still holds the key after `waitMs`
  */
 export async function claimKey(
   tx: Transaction,
-  ref: KeyRef,
+  request: KeyedRequest,
   waitMs: number,
 ): Promise<{ record: FoundRecord | undefined; waitedMs: number }> {
-  const [lock] = await tx.execute<{ locked: boolean }>(
-    sql`SELECT pg_try_advisory_xact_lock(${keyLockId(ref)}) AS locked`,
-  );
-  if (lock?.locked) return { record: await findRecord(tx, ref), waitedMs: 0 };
-  if (waitMs <= 0) throw new KeyLockTimeout();
   const started = performance.now();
-  await tx.execute(sql`SELECT set_config('lock_timeout', ${`${Math.ceil(waitMs)}ms`}, true)`);
+  // lock_timeout 0 would mean no limit; 1 ms is as close to "do not wait" as it goes.
+  const timeout = Math.max(1, Math.ceil(waitMs));
+  await tx.execute(sql.raw(`SET LOCAL lock_timeout = '${timeout}ms'`));
+  let record: FoundRecord | undefined;
   try {
-    await tx.execute(sql`SELECT pg_advisory_xact_lock(${keyLockId(ref)})`);
+    for (;;) {
+      const inserted = await tx.execute(sql`
+        INSERT INTO idempotency_keys (tenant_id, key, record_id, fingerprint, method, path,
+          recovery_point, created_at, expires_at)
+        VALUES (${request.tenantId}, ${request.key}, '', ${request.fingerprint},
+          ${request.method}, ${request.path}, ${STARTED}, now(), now())
+        ON CONFLICT (tenant_id, key) DO NOTHING
+        RETURNING 1 AS claimed`);
+      if (inserted.length > 0) break;
+      [record] = await tx.execute<FoundRecord>(sql`
+        SELECT ${FOUND_COLUMNS} FROM idempotency_keys
+        WHERE tenant_id = ${request.tenantId} AND key = ${request.key} FOR UPDATE`);
+      if (record) break;
+    }
   } catch (error) {
     if (pgErrorCode(error) === "55P03") throw new KeyLockTimeout();
     throw error;
   }
   await tx.execute(sql`SET LOCAL lock_timeout TO DEFAULT`);
-  return { record: await findRecord(tx, ref), waitedMs: performance.now() - started };
+  const tookMs = performance.now() - started;
+  return { record, waitedMs: tookMs >= NOTICEABLE_WAIT_MS ? tookMs : 0 };
+}
+
+/**
+ * How long the claim must take to count as a wait. A row lock wait, unlike the advisory lock's
+ * try-then-wait, does not say whether it waited; a claim that took longer than a few round
+ * trips did, and shorter ones are reported as no wait.
+ */
+const NOTICEABLE_WAIT_MS = 10;
+
+/**
+ * Locks an existing record without waiting, for work that must not queue behind a request
+ * holding the key (the completer).
+ * @throws KeyLockTimeout when another transaction holds the record
+ */
+export async function lockRecordNoWait(tx: Transaction, ref: KeyRef): Promise<boolean> {
+  try {
+    const rows = await tx.execute(sql`
+      SELECT 1 AS locked FROM idempotency_keys
+      WHERE tenant_id = ${ref.tenantId} AND key = ${ref.key} FOR UPDATE NOWAIT`);
+    return rows.length > 0;
+  } catch (error) {
+    if (pgErrorCode(error) === "55P03") throw new KeyLockTimeout();
+    throw error;
+  }
 }
 
 /** What the layer reads of a record to decide how to answer. */
@@ -118,25 +165,26 @@ export async function findRecord(
   ref: KeyRef,
 ): Promise<FoundRecord | undefined> {
   const [record] = await executor.execute<FoundRecord>(sql`
-    SELECT record_id AS "recordId", fingerprint, recovery_point AS "recoveryPoint", attempt,
-      response_status AS "responseStatus", response_headers AS "responseHeaders",
-      response_body AS "responseBody",
-      expires_at <= clock_timestamp() AS expired,
-      coalesce(locked_until > clock_timestamp(), false) AS "leaseActive",
-      (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::float8 AS "expiresInMs"
+    SELECT ${FOUND_COLUMNS}
     FROM idempotency_keys WHERE tenant_id = ${ref.tenantId} AND key = ${ref.key}`);
   return record;
 }
 
-/** `clock_timestamp()` plus a number of milliseconds, computed by the database. */
+/**
+ * The transaction's `now()` plus a number of milliseconds, computed by the database. `now()`
+ * rather than `clock_timestamp()`: Citus refuses volatile functions in UPDATE and in ON CONFLICT
+ * on distributed tables, and the layer's transactions are short, so the two differ by at most
+ * the claim's wait.
+ */
 function clockPlus(ms: number): SQL {
-  return sql`clock_timestamp() + ${ms} * interval '1 millisecond'`;
+  return sql`now() + ${ms} * interval '1 millisecond'`;
 }
 
 /**
- * Writes the finished record of a request executed in one transaction, in that transaction.
- * `recordId` names the new incarnation of the key. Replaces an expired record of the same key; any other existing record is a bug in the caller
- * (it must hold the key's lock and have looked first), so that fails loudly.
+ * Writes the finished record of a request executed in one transaction, in that transaction,
+ * over the row `claimKey` locked: its placeholder, or an expired record of the same key.
+ * `recordId` names the new incarnation of the key. A live record is a bug in the caller (it
+ * must have claimed the key and looked first), so that fails loudly.
  */
 export async function saveFinishedRecord(
   tx: Transaction,
@@ -146,22 +194,14 @@ export async function saveFinishedRecord(
   recordId: string,
 ): Promise<void> {
   const saved = await tx.execute(sql`
-    INSERT INTO idempotency_keys AS k (tenant_id, key, record_id, fingerprint, method, path,
-      recovery_point, locked_until, attempt, response_status, response_headers, response_body,
-      created_at, expires_at)
-    VALUES (${request.tenantId}, ${request.key}, ${recordId}, ${request.fingerprint},
-      ${request.method}, ${request.path}, ${FINISHED}, NULL, 1, ${response.status},
-      ${JSON.stringify(response.headers)}::jsonb, ${response.body}, clock_timestamp(),
-      ${clockPlus(ttlMs)})
-    ON CONFLICT (tenant_id, key) DO UPDATE SET record_id = excluded.record_id,
-      fingerprint = excluded.fingerprint, method = excluded.method, path = excluded.path,
-      recovery_point = excluded.recovery_point, locked_until = NULL, attempt = 1,
-      response_status = excluded.response_status, response_headers = excluded.response_headers,
-      response_body = excluded.response_body, created_at = excluded.created_at,
-      expires_at = excluded.expires_at
-    WHERE k.expires_at <= clock_timestamp()`);
+    UPDATE idempotency_keys SET record_id = ${recordId}, fingerprint = ${request.fingerprint},
+      method = ${request.method}, path = ${request.path}, recovery_point = ${FINISHED},
+      locked_until = NULL, attempt = 1, response_status = ${response.status},
+      response_headers = ${JSON.stringify(response.headers)}::jsonb,
+      response_body = ${response.body}, created_at = now(), expires_at = ${clockPlus(ttlMs)}
+    WHERE tenant_id = ${request.tenantId} AND key = ${request.key} AND expires_at <= now()`);
   if (saved.count !== 1) {
-    throw new Error(`idempotency record ${request.key} exists and is live; it was not locked`);
+    throw new Error(`idempotency record ${request.key} exists and is live; it was not claimed`);
   }
 }
 
@@ -206,8 +246,8 @@ function one<T>(rows: T[], what: string): T {
 
 /**
  * Claims a key for a request that runs in several transactions: writes its record at `started`
- * with a lease, replacing an expired record that had nothing in flight. The caller holds the
- * key's advisory lock and has decided the key is free.
+ * with a lease over the row `claimKey` locked (its placeholder, or an expired record that had
+ * nothing in flight). The caller has claimed the key and decided it is free.
  */
 export async function claimRecord(
   tx: Transaction,
@@ -216,26 +256,23 @@ export async function claimRecord(
   ttlMs: number,
   recordId: string,
 ): Promise<ClaimedRecord> {
-  const values = {
-    tenantId: request.tenantId,
-    key: request.key,
-    recordId,
-    fingerprint: request.fingerprint,
-    method: request.method,
-    path: request.path,
-    recoveryPoint: STARTED,
-    lockedUntil: clockPlus(leaseMs),
-    attempt: 1,
-    responseStatus: null,
-    responseHeaders: null,
-    responseBody: null,
-    createdAt: sql`clock_timestamp()`,
-    expiresAt: clockPlus(ttlMs),
-  };
   const rows = await tx
-    .insert(idempotencyKeys)
-    .values(values)
-    .onConflictDoUpdate({ target: [idempotencyKeys.tenantId, idempotencyKeys.key], set: values })
+    .update(idempotencyKeys)
+    .set({
+      recordId,
+      fingerprint: request.fingerprint,
+      method: request.method,
+      path: request.path,
+      recoveryPoint: STARTED,
+      lockedUntil: clockPlus(leaseMs),
+      attempt: 1,
+      responseStatus: null,
+      responseHeaders: null,
+      responseBody: null,
+      createdAt: sql`now()`,
+      expiresAt: clockPlus(ttlMs),
+    })
+    .where(whereKey(request))
     .returning(claimedColumns);
   return one(rows, "claim");
 }
@@ -281,7 +318,7 @@ export async function takeOverAbandonedRecord(
 function abandoned(graceMs: number): SQL {
   // Literal recovery points, to match the partial index's predicate.
   return sql`${sql.raw(`recovery_point NOT IN ('${STARTED}', '${FINISHED}')`)}
-    AND ${idempotencyKeys.lockedUntil} < clock_timestamp() - ${graceMs} * interval '1 millisecond'`;
+    AND ${idempotencyKeys.lockedUntil} < now() - ${graceMs} * interval '1 millisecond'`;
 }
 
 /** Locks the record row for a phase and tells whether `attempt` still owns it. */
@@ -357,7 +394,7 @@ export async function releaseRecord(
   if (deleted.length > 0) return;
   await executor
     .update(idempotencyKeys)
-    .set({ lockedUntil: sql`clock_timestamp()` })
+    .set({ lockedUntil: sql`now()` })
     .where(and(whereKey(ref, attempt), sql`${idempotencyKeys.recoveryPoint} <> ${FINISHED}`));
 }
 

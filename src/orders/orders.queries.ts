@@ -100,7 +100,7 @@ export async function updateOrderStatus(
 ): Promise<Order> {
   const [order] = await tx
     .update(orders)
-    .set({ status, updatedAt: sql`clock_timestamp()` })
+    .set({ status, updatedAt: sql`now()` })
     .where(and(eq(orders.tenantId, tenantId), eq(orders.id, id)))
     .returning();
   if (!order) throw new Error(`order ${id} vanished while locked`);

@@ -93,14 +93,14 @@ export async function markPaymentSucceeded(
     .set({
       status: "succeeded",
       providerPaymentIntentId: intentId,
-      updatedAt: sql`clock_timestamp()`,
+      updatedAt: sql`now()`,
     })
     .where(paymentStillProcessing(payment))
     .returning();
   if (!updated) return reload(tx, payment);
   await tx
     .update(orders)
-    .set({ status: "paid", updatedAt: sql`clock_timestamp()` })
+    .set({ status: "paid", updatedAt: sql`now()` })
     .where(
       and(
         eq(orders.tenantId, payment.tenantId),
@@ -124,7 +124,7 @@ export async function markPaymentFailed(
       providerPaymentIntentId: failure.intentId,
       failureCode: failure.code,
       failureMessage: failure.message,
-      updatedAt: sql`clock_timestamp()`,
+      updatedAt: sql`now()`,
     })
     .where(paymentStillProcessing(payment))
     .returning();

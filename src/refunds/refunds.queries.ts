@@ -81,7 +81,7 @@ export async function markRefundSucceeded(
 ): Promise<Refund> {
   const [updated] = await tx
     .update(refunds)
-    .set({ status: "succeeded", providerRefundId, updatedAt: sql`clock_timestamp()` })
+    .set({ status: "succeeded", providerRefundId, updatedAt: sql`now()` })
     .where(refundStillPending(refund))
     .returning();
   if (!updated) return reload(tx, refund);
@@ -89,7 +89,7 @@ export async function markRefundSucceeded(
     .update(payments)
     .set({
       amountRefunded: sql`${payments.amountRefunded} + ${refund.amount}`,
-      updatedAt: sql`clock_timestamp()`,
+      updatedAt: sql`now()`,
     })
     .where(and(eq(payments.tenantId, refund.tenantId), eq(payments.id, refund.paymentId)));
   await tx
@@ -98,7 +98,7 @@ export async function markRefundSucceeded(
       amountRefunded: sql`${orders.amountRefunded} + ${refund.amount}`,
       status: sql`CASE WHEN ${orders.amountRefunded} + ${refund.amount} >= ${orders.amountTotal}
         THEN 'refunded' ELSE 'partially_refunded' END`,
-      updatedAt: sql`clock_timestamp()`,
+      updatedAt: sql`now()`,
     })
     .where(and(eq(orders.tenantId, refund.tenantId), eq(orders.id, refund.orderId)));
   return updated;
@@ -112,7 +112,7 @@ export async function markRefundAccepted(
 ): Promise<Refund> {
   const [updated] = await tx
     .update(refunds)
-    .set({ providerRefundId, updatedAt: sql`clock_timestamp()` })
+    .set({ providerRefundId, updatedAt: sql`now()` })
     .where(refundStillPending(refund))
     .returning();
   return updated ?? reload(tx, refund);
@@ -130,7 +130,7 @@ export async function markRefundFailed(
       status: "failed",
       failureCode: failure.code,
       failureMessage: failure.message,
-      updatedAt: sql`clock_timestamp()`,
+      updatedAt: sql`now()`,
     })
     .where(refundStillPending(refund))
     .returning();

@@ -177,15 +177,55 @@ export function expectedProblem(code: ErrorCode, extra: Record<string, unknown> 
 }
 
 /**
+ * Whether this run's database is distributed over a Citus cluster (`CITUS_NODES`): lock waits
+ * are then read from `citus_lock_waits`, since `pg_blocking_pids` on the coordinator does not
+ * see a wait on a worker.
+ */
+export function onCitus(): boolean {
+  return inject("citusNodeUrls").length > 0;
+}
+
+/**
  * Holds a lock on the tenant's row. Inserting an order checks its foreign key to that row, so
  * every create of this tenant blocks mid-transaction (after claiming its key) until `release`:
  * a way to hold a real request in flight without any test hook in the server.
  */
-export function holdTenantRow(db: Database, tenantId: string) {
-  return holdRowLock(
-    db,
-    sql`SELECT pg_backend_pid() AS pid FROM tenants WHERE id = ${tenantId} FOR UPDATE`,
+export async function holdTenantRow(db: Database, tenantId: string) {
+  if (!onCitus()) {
+    return holdRowLock(
+      db,
+      sql`SELECT pg_backend_pid() AS pid FROM tenants WHERE id = ${tenantId} FOR UPDATE`,
+    );
+  }
+  // On Citus, `FOR UPDATE` on the reference table would lock one copy of the row and the whole
+  // table's shard on every node, which blocks every suite's tenant creation. What the create's
+  // foreign key check reads is the copy on the worker holding the tenant's shards: lock that
+  // row there, directly in the shard.
+  const [where] = await db.execute<{ node: string; shard: string; database: string }>(sql`
+    SELECT s.nodename || ':' || s.nodeport AS node, current_database() AS database,
+      (SELECT shard_name('tenants'::regclass, shardid) FROM pg_dist_shard
+        WHERE logicalrelid = 'tenants'::regclass) AS shard
+    FROM citus_shards s
+    WHERE s.table_name = 'orders'::regclass
+      AND s.shardid = get_shard_id_for_distribution_column('orders', ${tenantId}::text)`);
+  if (!where) throw new Error(`no shard of orders for tenant ${tenantId}`);
+  const node = inject("citusNodeUrls").find((u) => new URL(u).host === where.node);
+  if (!node) throw new Error(`no CITUS_NODES entry for ${where.node}`);
+  const url = new URL(node);
+  url.pathname = `/${where.database}`;
+  const worker = openDatabase(url.toString(), { max: 2 });
+  const hold = await holdRowLock(
+    worker.db,
+    sql`SELECT pg_backend_pid() AS pid FROM ${sql.identifier(where.shard)}
+      WHERE id = ${tenantId} FOR UPDATE`,
   );
+  return {
+    ...hold,
+    release: async () => {
+      await hold.release();
+      await worker.close();
+    },
+  };
 }
 
 /**
@@ -201,9 +241,18 @@ export async function holdRowLock(db: Database, lockingSelect: SQL) {
   const holder = new Promise<number>((resolve) => {
     locked = resolve;
   });
+  const citus = onCitus();
   const done = db.transaction(async (tx) => {
     const [row] = await tx.execute<{ pid: number }>(lockingSelect);
-    locked(row?.pid ?? 0);
+    if (citus) {
+      // On Citus the waits happen on the nodes holding the shards, under global pids.
+      const [g] = await tx.execute<{ gpid: string }>(
+        sql`SELECT citus_backend_gpid()::text AS gpid`,
+      );
+      locked(Number(g?.gpid ?? 0));
+    } else {
+      locked(row?.pid ?? 0);
+    }
     await released;
   });
   const holderPid = await holder;
@@ -219,13 +268,25 @@ export async function holdRowLock(db: Database, lockingSelect: SQL) {
     async blocked(n: number, timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
-        const [row] = await db.execute<{ n: number }>(sql`
+        const [row] = await db.execute<{ n: number }>(
+          citus
+            ? sql`
+          WITH RECURSIVE waits AS MATERIALIZED (
+            SELECT waiting_gpid, blocking_gpid FROM citus_lock_waits
+          ), waiting(gpid) AS (
+            SELECT ${holderPid}::bigint
+            UNION
+            SELECT w.waiting_gpid FROM waits w JOIN waiting ON w.blocking_gpid = waiting.gpid
+          )
+          SELECT (count(*) - 1)::int AS n FROM waiting`
+            : sql`
           WITH RECURSIVE waiting(pid) AS (
             SELECT ${holderPid}::int
             UNION
             SELECT a.pid FROM pg_stat_activity a JOIN waiting w ON w.pid = ANY(pg_blocking_pids(a.pid))
           )
-          SELECT (count(*) - 1)::int AS n FROM waiting`);
+          SELECT (count(*) - 1)::int AS n FROM waiting`,
+        );
         if ((row?.n ?? 0) >= n) return;
         if (Date.now() > deadline)
           throw new Error(`expected ${n} transactions to wait for the lock`);
@@ -247,10 +308,17 @@ export async function waitForLockWaits(
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const [row] = await db.execute<{ n: number }>(sql`
+    const [row] = await db.execute<{ n: number }>(
+      onCitus()
+        ? sql`
+      SELECT count(DISTINCT w.waiting_gpid)::int AS n FROM citus_lock_waits w
+      JOIN citus_stat_activity a ON a.global_pid = w.waiting_gpid AND NOT a.is_worker_query
+      WHERE a.application_name = ${applicationName}`
+        : sql`
       SELECT count(*)::int AS n FROM pg_stat_activity
       WHERE datname = current_database() AND wait_event_type = 'Lock'
-        AND application_name = ${applicationName}`);
+        AND application_name = ${applicationName}`,
+    );
     if ((row?.n ?? 0) >= n) return;
     if (Date.now() > deadline) throw new Error(`expected ${n} transactions waiting on a lock`);
     await new Promise((resolve) => setTimeout(resolve, 20));

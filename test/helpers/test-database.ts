@@ -9,7 +9,7 @@ import { startEmbeddedPostgres } from "../../src/db/embedded.js";
 export interface TestServer {
   /** URL of a maintenance database on the server (for CREATE DATABASE). */
   adminUrl: string;
-  source: "DATABASE_URL" | "testcontainers" | "embedded";
+  source: "DATABASE_URL" | "testcontainers" | "embedded" | "CITUS_NODES";
   stop(): Promise<void>;
 }
 
@@ -19,6 +19,16 @@ export interface TestServer {
  * testcontainers costs seconds, so it is only tried when a runtime is configured at all.
  */
 export async function startTestServer(log: (line: string) => void): Promise<TestServer> {
+  const nodes = citusNodes();
+  if (nodes) {
+    const [coordinator] = nodes as [string, ...string[]];
+    log(`Citus mode: coordinator ${coordinator}, workers ${nodes.slice(1).join(", ")}`);
+    return {
+      adminUrl: nodeUrl(coordinator, "postgres"),
+      source: "CITUS_NODES",
+      stop: async () => {},
+    };
+  }
   const url = process.env.DATABASE_URL;
   if (url) return { adminUrl: url, source: "DATABASE_URL", stop: async () => {} };
 
@@ -76,24 +86,68 @@ function containerRuntimeConfigured(): boolean {
   return sockets.some((path) => path && existsSync(path));
 }
 
-/** Creates a new, empty database on the server and returns its URL. */
-export async function createDatabase(adminUrl: string, name: string): Promise<string> {
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+/**
+ * The Citus cluster of the opt-in mode, `CITUS_NODES=coordinator:port,worker:port,...` (user
+ * `CITUS_USER`, default postgres), or undefined for a plain PostgreSQL run.
+ */
+export function citusNodes(): string[] | undefined {
+  const nodes = process.env.CITUS_NODES?.split(",").map((node) => node.trim());
+  if (!nodes || nodes.length === 0 || nodes[0] === "") return undefined;
+  if (nodes.length < 2) throw new Error("CITUS_NODES needs the coordinator and at least a worker");
+  return nodes;
+}
+
+/** A URL of database `name` on one node, `host:port`. */
+export function nodeUrl(node: string, name: string): string {
+  const user = encodeURIComponent(process.env.CITUS_USER ?? "postgres");
+  return `postgres://${user}@${node}/${name}`;
+}
+
+async function onServer(url: string, statements: string[]): Promise<void> {
+  const admin = postgres(url, { max: 1, onnotice: () => {} });
   try {
-    await admin.unsafe(`CREATE DATABASE "${name}"`);
+    for (const statement of statements) await admin.unsafe(statement);
   } finally {
     await admin.end();
   }
+}
+
+/**
+ * Creates a new, empty database on the server and returns its URL. In Citus mode the database
+ * is created on every node with the extension, and the coordinator registers itself and the
+ * workers, so the migrations that follow distribute the tables (a database copied from a
+ * template would carry the extension but no nodes, and every table would stay local).
+ */
+export async function createDatabase(adminUrl: string, name: string): Promise<string> {
+  const nodes = citusNodes();
+  if (nodes) {
+    const [coordinator, ...workers] = nodes as [string, ...string[]];
+    for (const node of nodes) {
+      await onServer(nodeUrl(node, "postgres"), [`CREATE DATABASE "${name}"`]);
+      await onServer(nodeUrl(node, name), ["CREATE EXTENSION IF NOT EXISTS citus"]);
+    }
+    const [host, port] = coordinator.split(":");
+    await onServer(nodeUrl(coordinator, name), [
+      `SELECT citus_set_coordinator_host('${host}', ${Number(port)})`,
+      ...workers.map((worker) => {
+        const [h, p] = worker.split(":");
+        return `SELECT citus_add_node('${h}', ${Number(p)})`;
+      }),
+    ]);
+    return nodeUrl(coordinator, name);
+  }
+  await onServer(adminUrl, [`CREATE DATABASE "${name}"`]);
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   return url.toString();
 }
 
 export async function dropDatabase(adminUrl: string, name: string): Promise<void> {
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  try {
-    await admin.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-  } finally {
-    await admin.end();
+  const drop = `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`;
+  const nodes = citusNodes();
+  if (nodes) {
+    for (const node of nodes) await onServer(nodeUrl(node, "postgres"), [drop]);
+    return;
   }
+  await onServer(adminUrl, [drop]);
 }
