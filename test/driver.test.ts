@@ -48,9 +48,9 @@ describe("postgres.js as patched", () => {
     // The cleanup job after a database restart: its lock connection died while reserved, and
     // release() put the dead connection back in the open queue, so every later run failed.
     // Whether the socket reports a reset or a clean close first varies, and a query sent
-    // between the two used to wait forever: repeated so that both orders occur.
+    // between the two used to wait forever: repeated so that every order occurs.
     const admin = open({ max: 1 });
-    for (let attempt = 0; attempt < 20; attempt++) {
+    for (let attempt = 0; attempt < 50; attempt++) {
       const pool = open({ max: 1 });
       const reserved = await within(pool.reserve(), 5000);
       const [me] = await reserved<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
