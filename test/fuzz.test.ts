@@ -180,7 +180,10 @@ const DOCUMENTED = new Set([
 ]);
 
 /** Checks one answer against every invariant; returns it for the caller's own checks. */
-async function check(method: string, path: string, res: Response) {
+async function check(method: string, sentPath: string, res: Response) {
+  // What the server routed: a URL parser resolves dot segments (`/v1/orders/./cancel` is
+  // `/v1/orders/cancel`) before any route sees the path.
+  const path = new URL(sentPath, "http://localhost").pathname;
   seen.requests++;
   seen.byStatus.set(res.status, (seen.byStatus.get(res.status) ?? 0) + 1);
   const route = routeOf(method, path);
@@ -197,7 +200,7 @@ async function check(method: string, path: string, res: Response) {
   }
   const template = route.slice(method.length + 1);
   if (DOCUMENTED.has(`${method} ${template}`) && res.status !== 405) {
-    await expectDocumented(method, path.split("?")[0] ?? path, res.clone());
+    await expectDocumented(method, path, res.clone());
   }
 }
 
