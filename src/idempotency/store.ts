@@ -76,7 +76,9 @@ const FOUND_COLUMNS = sql.raw(`record_id AS "recordId", fingerprint,
  * transaction.
  *
  * @returns `record` undefined when the key was free and the placeholder is written; `waitedMs`
- *   0 unless the claim took `NOTICEABLE_WAIT_MS` or more
+ *   0 unless the claim met an existing record and took `NOTICEABLE_WAIT_MS` or more (a row lock
+ *   does not say whether it waited; a placeholder written at the first try waited for nobody,
+ *   or for a duplicate that rolled back, which is not counted, however slow the round trip)
  * @throws KeyLockTimeout when another transaction still holds the key after `waitMs`
  */
 export async function claimKey(
@@ -89,8 +91,9 @@ export async function claimKey(
   const timeout = Math.max(1, Math.ceil(waitMs));
   await tx.execute(sql.raw(`SET LOCAL lock_timeout = '${timeout}ms'`));
   let record: FoundRecord | undefined;
+  let firstTry = true;
   try {
-    for (;;) {
+    for (; ; firstTry = false) {
       const inserted = await tx.execute(sql`
         INSERT INTO idempotency_keys (tenant_id, key, record_id, fingerprint, method, path,
           recovery_point, created_at, expires_at)
@@ -110,7 +113,8 @@ export async function claimKey(
   }
   await tx.execute(sql`SET LOCAL lock_timeout TO DEFAULT`);
   const tookMs = performance.now() - started;
-  return { record, waitedMs: tookMs >= NOTICEABLE_WAIT_MS ? tookMs : 0 };
+  const mayHaveWaited = record !== undefined || !firstTry;
+  return { record, waitedMs: mayHaveWaited && tookMs >= NOTICEABLE_WAIT_MS ? tookMs : 0 };
 }
 
 /**
