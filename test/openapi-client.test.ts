@@ -2,9 +2,11 @@ import { randomUUID } from "node:crypto";
 import { eq } from "drizzle-orm";
 import createClient from "openapi-fetch";
 import { afterAll, beforeAll, describe, expect, expectTypeOf, inject, it } from "vitest";
+// The client package's types: openapi-typescript's output for openapi.yaml, kept current by
+// `npm run openapi` and checked by `npm run client:check`.
+import type { components, paths } from "../client/src/generated/api.js";
 import { orders } from "../src/db/schema.js";
 import type { WRITE_ERRORS } from "../src/http/openapi.js";
-import type { components, paths } from "./generated/openapi.js";
 import { createTestTenant, expectDocumented, tenantRows, useDatabase } from "./helpers/harness.js";
 import { type ServerProcess, startServer } from "./helpers/server-process.js";
 
