@@ -1,4 +1,5 @@
 import type { PostgresJsDatabase } from "drizzle-orm/postgres-js";
+import type postgres from "postgres";
 
 /** The drizzle database (postgres.js) the layer runs on, whatever the host's schema. */
 // biome-ignore lint/suspicious/noExplicitAny: the host's schema is its own business.
@@ -14,3 +15,36 @@ export type IdempotencyTransaction = TransactionOf<IdempotencyDatabase>;
 
 /** What the layer's query functions take: the pool, or a transaction. */
 export type IdempotencyExecutor = IdempotencyDatabase | IdempotencyTransaction;
+
+/**
+ * The postgres.js client under a drizzle database or transaction: the pool, or the connection
+ * a transaction holds. The layer sends its own statements through it as fixed SQL text with
+ * parameters (prepared once per connection, no query building, rows as PostgreSQL returns
+ * them), several at a time when they belong together: statements sent on one connection
+ * without waiting for each answer are pipelined, one write and one round trip for all of them,
+ * and PostgreSQL still runs them in order. drizzle awaits every statement before the next.
+ */
+export function sqlOf(executor: IdempotencyExecutor): postgres.Sql {
+  // drizzle keeps the client on `session` (internal in its types, stable across 0.3x–0.45).
+  const client = (executor as unknown as { session?: { client?: postgres.Sql } }).session?.client;
+  if (typeof client?.unsafe !== "function") {
+    throw new Error(
+      "the idempotency layer needs a drizzle database on postgres.js (drizzle-orm/postgres-js)",
+    );
+  }
+  return client;
+}
+
+/**
+ * Sends statements together on one connection and waits for all of them. A statement that
+ * fails aborts the transaction, so those after it fail too; the first failure (in order) is
+ * the one thrown.
+ */
+export async function pipeline<T extends readonly unknown[]>(
+  statements: { [K in keyof T]: PromiseLike<T[K]> },
+): Promise<T> {
+  const settled = await Promise.allSettled(statements as readonly PromiseLike<unknown>[]);
+  const failed = settled.find((s) => s.status === "rejected");
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}

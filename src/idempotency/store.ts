@@ -1,7 +1,9 @@
 import { and, eq, type SQL, sql } from "drizzle-orm";
-import type {
-  IdempotencyExecutor as Executor,
-  IdempotencyTransaction as Transaction,
+import {
+  type IdempotencyExecutor as Executor,
+  pipeline,
+  sqlOf,
+  type IdempotencyTransaction as Transaction,
 } from "./database.js";
 import { type IdempotencyRecord, idempotencyKeys } from "./schema.js";
 
@@ -45,12 +47,13 @@ export function pgErrorCode(error: unknown): string | undefined {
 }
 
 /** The columns of a record as the layer reads them; `expired` and `expiresInMs` by `now()`. */
-const FOUND_COLUMNS = sql.raw(`record_id AS "recordId", fingerprint,
+const FOUND_COLUMNS_TEXT = `record_id AS "recordId", fingerprint,
       recovery_point AS "recoveryPoint", attempt, response_status AS "responseStatus",
       response_headers AS "responseHeaders", response_body AS "responseBody",
       expires_at <= now() AS expired,
       coalesce(locked_until > clock_timestamp(), false) AS "leaseActive",
-      (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::float8 AS "expiresInMs"`);
+      (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::float8 AS "expiresInMs"`;
+const FOUND_COLUMNS = sql.raw(FOUND_COLUMNS_TEXT);
 
 /**
  * Claims a key for the rest of the transaction and looks its record up: the first statements
@@ -87,35 +90,44 @@ export async function claimKey(
   waitMs: number,
 ): Promise<{ record: FoundRecord | undefined; waitedMs: number }> {
   const started = performance.now();
+  const sql = sqlOf(tx);
   // lock_timeout 0 would mean no limit; 1 ms is as close to "do not wait" as it goes.
-  const timeout = Math.max(1, Math.ceil(waitMs));
-  await tx.execute(sql.raw(`SET LOCAL lock_timeout = '${timeout}ms'`));
+  const setTimeout = `SET LOCAL lock_timeout = '${Math.max(1, Math.ceil(waitMs))}ms'`;
+  const { tenantId, key } = request;
+  const placeholder = [tenantId, key, request.fingerprint, request.method, request.path];
   let record: FoundRecord | undefined;
   let firstTry = true;
   try {
+    // One round trip: the lookup after the INSERT finds this transaction's own placeholder when
+    // the INSERT wrote one (and is then ignored), the committed record otherwise.
     for (; ; firstTry = false) {
-      const inserted = await tx.execute(sql`
-        INSERT INTO idempotency_keys (tenant_id, key, record_id, fingerprint, method, path,
-          recovery_point, created_at, expires_at)
-        VALUES (${request.tenantId}, ${request.key}, '', ${request.fingerprint},
-          ${request.method}, ${request.path}, ${STARTED}, now(), now())
-        ON CONFLICT (tenant_id, key) DO NOTHING
-        RETURNING 1 AS claimed`);
+      const [, inserted, locked] = await pipeline([
+        sql.unsafe(setTimeout),
+        sql.unsafe(CLAIM_PLACEHOLDER, placeholder),
+        sql.unsafe<FoundRecord[]>(LOCK_RECORD, [tenantId, key]),
+        sql.unsafe(RESET_TIMEOUT),
+      ]);
       if (inserted.length > 0) break;
-      [record] = await tx.execute<FoundRecord>(sql`
-        SELECT ${FOUND_COLUMNS} FROM idempotency_keys
-        WHERE tenant_id = ${request.tenantId} AND key = ${request.key} FOR UPDATE`);
+      [record] = locked;
       if (record) break;
+      // Deleted (cleanup) between the INSERT's conflict and the lookup: claim again.
     }
   } catch (error) {
     if (pgErrorCode(error) === "55P03") throw new KeyLockTimeout();
     throw error;
   }
-  await tx.execute(sql`SET LOCAL lock_timeout TO DEFAULT`);
   const tookMs = performance.now() - started;
   const mayHaveWaited = record !== undefined || !firstTry;
   return { record, waitedMs: mayHaveWaited && tookMs >= NOTICEABLE_WAIT_MS ? tookMs : 0 };
 }
+
+const CLAIM_PLACEHOLDER = `INSERT INTO idempotency_keys (tenant_id, key, record_id, fingerprint,
+    method, path, recovery_point, created_at, expires_at)
+  VALUES ($1, $2, '', $3, $4, $5, '${STARTED}', now(), now())
+  ON CONFLICT (tenant_id, key) DO NOTHING RETURNING 1 AS claimed`;
+const LOCK_RECORD = `SELECT ${FOUND_COLUMNS_TEXT} FROM idempotency_keys
+  WHERE tenant_id = $1 AND key = $2 FOR UPDATE`;
+const RESET_TIMEOUT = "SET LOCAL lock_timeout TO DEFAULT";
 
 /**
  * How long the claim must take to count as a wait. A row lock wait, unlike the advisory lock's
@@ -197,17 +209,28 @@ export async function saveFinishedRecord(
   ttlMs: number,
   recordId: string,
 ): Promise<void> {
-  const saved = await tx.execute(sql`
-    UPDATE idempotency_keys SET record_id = ${recordId}, fingerprint = ${request.fingerprint},
-      method = ${request.method}, path = ${request.path}, recovery_point = ${FINISHED},
-      locked_until = NULL, attempt = 1, response_status = ${response.status},
-      response_headers = ${JSON.stringify(response.headers)}::jsonb,
-      response_body = ${response.body}, created_at = now(), expires_at = ${clockPlus(ttlMs)}
-    WHERE tenant_id = ${request.tenantId} AND key = ${request.key} AND expires_at <= now()`);
+  const saved = await sqlOf(tx).unsafe(SAVE_FINISHED, [
+    request.tenantId,
+    request.key,
+    recordId,
+    request.fingerprint,
+    request.method,
+    request.path,
+    response.status,
+    JSON.stringify(response.headers),
+    response.body,
+    ttlMs,
+  ]);
   if (saved.count !== 1) {
     throw new Error(`idempotency record ${request.key} exists and is live; it was not claimed`);
   }
 }
+
+const SAVE_FINISHED = `UPDATE idempotency_keys SET record_id = $3, fingerprint = $4, method = $5,
+    path = $6, recovery_point = '${FINISHED}', locked_until = NULL, attempt = 1,
+    response_status = $7, response_headers = $8::jsonb, response_body = $9,
+    created_at = now(), expires_at = now() + $10 * interval '1 millisecond'
+  WHERE tenant_id = $1 AND key = $2 AND expires_at <= now()`;
 
 /** The stored response of a finished record. */
 export function storedResponseOf(

@@ -1,6 +1,7 @@
 import { and, asc, desc, eq, inArray, lt, sql } from "drizzle-orm";
 import type { Executor, Transaction } from "../db/client.js";
 import { type Order, type OrderItem, type OrderStatus, orderItems, orders } from "../db/schema.js";
+import { pipeline, sqlOf } from "../idempotency/index.js";
 import { newId } from "../ids.js";
 import type { CreateOrderBody } from "./orders.schema.js";
 
@@ -9,14 +10,18 @@ export interface OrderWithItems {
   items: OrderItem[];
 }
 
-/** Creates a pending order and its items; the total is computed here, never taken from input. */
+/**
+ * Creates a pending order and its items; the total is computed here, never taken from input.
+ * The two INSERTs go out together (one round trip) as fixed SQL: every value but the
+ * timestamps is known before they run, so only those come back.
+ */
 export async function insertOrder(
   tx: Transaction,
   tenantId: string,
   input: CreateOrderBody,
 ): Promise<OrderWithItems> {
   const id = newId("ord");
-  const lines = input.items.map((item, index) => ({
+  const items: OrderItem[] = input.items.map((item, index) => ({
     tenantId,
     orderId: id,
     line: index + 1,
@@ -26,22 +31,64 @@ export async function insertOrder(
     unitAmount: item.unit_amount,
     amount: item.quantity * item.unit_amount,
   }));
-  const [order] = await tx
-    .insert(orders)
-    .values({
+  const amountTotal = items.reduce((sum, line) => sum + line.amount, 0);
+  const customerEmail = input.customer_email ?? null;
+  const metadata = input.metadata ?? {};
+  const itemValues: (string | number)[] = [tenantId, id];
+  for (const item of items) {
+    itemValues.push(item.line, item.sku, item.name, item.quantity, item.unitAmount, item.amount);
+  }
+  const sql = sqlOf(tx);
+  const [[stamps]] = await pipeline([
+    // Timestamps as text: drizzle sets the client's parsers so, and maps them itself.
+    sql.unsafe<{ createdAt: string; updatedAt: string }[]>(INSERT_ORDER, [
       tenantId,
       id,
-      status: "pending",
-      currency: input.currency,
-      amountTotal: lines.reduce((sum, line) => sum + line.amount, 0),
-      customerEmail: input.customer_email ?? null,
-      metadata: input.metadata ?? {},
-    })
-    .returning();
-  const items = await tx.insert(orderItems).values(lines).returning();
-  if (!order) throw new Error("order insert returned no row");
+      input.currency,
+      amountTotal,
+      customerEmail,
+      JSON.stringify(metadata),
+    ]),
+    sql.unsafe(insertItemsSql(items.length), itemValues),
+  ]);
+  if (!stamps) throw new Error("order insert returned no row");
+  const order: Order = {
+    tenantId,
+    id,
+    status: "pending",
+    currency: input.currency,
+    amountTotal,
+    amountRefunded: 0,
+    customerEmail,
+    metadata,
+    createdAt: new Date(stamps.createdAt),
+    updatedAt: new Date(stamps.updatedAt),
+  };
   return { order, items };
 }
+
+const INSERT_ORDER = `INSERT INTO orders (tenant_id, id, status, currency, amount_total,
+    customer_email, metadata)
+  VALUES ($1, $2, 'pending', $3, $4, $5, $6::jsonb)
+  RETURNING created_at AS "createdAt", updated_at AS "updatedAt"`;
+
+/** The items INSERT for `count` lines, one text per count (so one prepared statement each). */
+const insertItemsSql = (() => {
+  const texts: string[] = [];
+  return (count: number): string => {
+    let text = texts[count];
+    if (text === undefined) {
+      const rows = Array.from({ length: count }, (_, i) => {
+        const p = 3 + i * 6;
+        return `($1, $2, $${p}, $${p + 1}, $${p + 2}, $${p + 3}, $${p + 4}, $${p + 5})`;
+      });
+      text = `INSERT INTO order_items (tenant_id, order_id, line, sku, name, quantity,
+    unit_amount, amount) VALUES ${rows.join(", ")}`;
+      texts[count] = text;
+    }
+    return text;
+  };
+})();
 
 /** An order and its items; `forUpdate` locks the order row until the transaction ends. */
 export async function findOrder(
