@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { and, eq, sql } from "drizzle-orm";
 import type { Database } from "../src/db/client.js";
 import { idempotencyKeys } from "../src/db/schema.js";
+import { transactionEndingWith } from "../src/idempotency/database.js";
 import { requestFingerprint } from "../src/idempotency/fingerprint.js";
 import {
   claimKey,
@@ -63,15 +64,16 @@ export const bareOrder: OrderTransaction = async (w) => {
 /**
  * (b) Our claim, exactly as the middleware runs `POST /v1/orders` with a new key: the placeholder
  * record inserted first (`claimKey`, bounded by `SET LOCAL lock_timeout`), the order's writes,
- * the finished record written over the placeholder, COMMIT.
+ * the finished record written over the placeholder with COMMIT behind it.
  */
 export const ourClaim: OrderTransaction = async (w) => {
   const request = freshRequest(w);
-  await w.db.transaction(async (tx) => {
+  // As the middleware sends it: COMMIT right behind the finished record.
+  await transactionEndingWith(w.db, async (tx, endWith) => {
     const { record } = await claimKey(tx, request, w.waitMs);
     if (record && !record.expired) throw new Error(`fresh key ${request.key} already has a record`);
     const response = createdResponse(await insertOrder(tx, w.tenantId, w.input));
-    await saveFinishedRecord(tx, request, response, w.ttlMs, newId("idk"));
+    endWith(saveFinishedRecord(tx, request, response, w.ttlMs, newId("idk")));
   });
 };
 

@@ -3,6 +3,8 @@ import { and, eq } from "drizzle-orm";
 import { beforeEach, describe, expect, it } from "vitest";
 import { MAX_BODY_BYTES } from "../src/app.js";
 import { idempotencyKeys } from "../src/db/schema.js";
+import { claimKey, saveFinishedRecord } from "../src/idempotency/store.js";
+import { newId } from "../src/ids.js";
 import {
   apiClient,
   createTestTenant,
@@ -270,5 +272,34 @@ describe("a record past its expires_at", () => {
       .where(eq(idempotencyKeys.tenantId, tenant.id));
     expect(record?.recordId).not.toBe(recordBefore.recordId);
     expect(JSON.parse(record?.responseBody ?? "{}").id).toBe(second.id);
+  });
+});
+
+describe("the finished record, with COMMIT sent right behind it", () => {
+  it("fails the whole transaction over a live record, though PostgreSQL answers that COMMIT without an error", async () => {
+    const live = newKey();
+    expect((await api.post("/v1/orders", ORDER_BODY, { key: live })).status).toBe(201);
+    const liveBefore = await storedRecord(live);
+    const fresh = newKey();
+    const keyed = (key: string) => ({
+      tenantId,
+      key,
+      fingerprint: "f",
+      method: "POST",
+      path: "/v1/orders",
+    });
+    const response = { status: 201, headers: {}, body: "{}" };
+    let saved: Promise<void> | undefined;
+    // A caller's bug: the live key was never claimed. The fresh key's writes come first.
+    await db.transaction(async (tx) => {
+      await claimKey(tx, keyed(fresh), 1000);
+      await saveFinishedRecord(tx, keyed(fresh), response, 60_000, newId("idk"));
+      saved = saveFinishedRecord(tx, keyed(live), response, 60_000, newId("idk"));
+      saved.catch(() => {});
+    });
+    await expect(saved).rejects.toThrow(`idempotency record ${live} exists and is live`);
+    expect(await storedRecord(fresh)).toBeUndefined();
+    expect(await storedRecord(live)).toEqual(liveBefore);
+    expect(await tenantRows(db, tenantId)).toEqual({ orders: 1, items: 2, keys: 1 });
   });
 });

@@ -48,3 +48,28 @@ export async function pipeline<T extends readonly unknown[]>(
   if (failed) throw failed.reason;
   return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
+
+/**
+ * Runs `work` in a transaction whose last statement goes out with COMMIT right behind it, one
+ * round trip for both: `work` passes that statement, sent and not awaited, to `endWith` and
+ * returns. Its answer is read after COMMIT, and a failure is thrown from here: PostgreSQL
+ * answers the COMMIT of a transaction that a failed statement aborted with ROLLBACK, not an
+ * error, so nothing was committed. The statement must be one that fails when it does not do
+ * its job (an UPDATE that writes no row succeeds; see `store.ts` for the form that fails).
+ * `endWith` returns the statement's promise, already guarded against an unhandled rejection.
+ */
+export async function transactionEndingWith<T>(
+  db: IdempotencyDatabase,
+  work: (tx: IdempotencyTransaction, endWith: <R>(last: Promise<R>) => Promise<R>) => Promise<T>,
+): Promise<T> {
+  let last: Promise<unknown> | undefined;
+  const result = await db.transaction((tx) =>
+    work(tx, (statement) => {
+      last = statement;
+      statement.catch(() => {});
+      return statement;
+    }),
+  );
+  await last;
+  return result;
+}

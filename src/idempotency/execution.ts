@@ -1,4 +1,8 @@
-import type { IdempotencyDatabase, IdempotencyTransaction } from "./database.js";
+import {
+  type IdempotencyDatabase,
+  type IdempotencyTransaction,
+  transactionEndingWith,
+} from "./database.js";
 import {
   advanceRecord,
   type ClaimedRecord,
@@ -72,14 +76,15 @@ export class Execution {
    */
   async phase(work: (tx: IdempotencyTransaction) => Promise<PhaseStep>): Promise<PhaseStep> {
     let stored: StoredResponse | undefined;
-    const step = await this.db.transaction(async (tx) => {
+    // The record's write goes out with COMMIT behind it: one round trip for both.
+    const step = await transactionEndingWith(this.db, async (tx, endWith) => {
       if (!(await fenceRecord(tx, this.key, this.attempt))) throw new LeaseLost();
       const step = await work(tx);
       if ("next" in step) {
-        await advanceRecord(tx, this.key, this.attempt, step.next, this.options.leaseMs);
+        endWith(advanceRecord(tx, this.key, this.attempt, step.next, this.options.leaseMs));
       } else {
         stored = serialise(step.response);
-        await finishRecord(tx, this.key, this.attempt, stored, this.options.ttlMs);
+        endWith(finishRecord(tx, this.key, this.attempt, stored, this.options.ttlMs));
       }
       return step;
     });

@@ -21,7 +21,7 @@ export type {
   IdempotencyTransaction,
   TransactionOf,
 } from "./database.js";
-export { pipeline, sqlOf } from "./database.js";
+export { pipeline, sqlOf, transactionEndingWith } from "./database.js";
 export {
   drive,
   Execution,

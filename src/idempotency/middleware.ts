@@ -1,6 +1,6 @@
 import type { Context, Env, MiddlewareHandler } from "hono";
 import { admit, answerFromRecord, remember } from "./admission.js";
-import type { IdempotencyTransaction as Transaction } from "./database.js";
+import { type IdempotencyTransaction as Transaction, transactionEndingWith } from "./database.js";
 import {
   type IdempotencyOptions,
   type IdempotencyOutcome,
@@ -68,11 +68,11 @@ export function idempotency<E extends Env & { Variables: IdempotencyVariables }>
 
     /** Claims the key, looks it up, and runs `work` only when no live record answers for it. */
     const claim = (work: (tx: Transaction) => Promise<StoredResponse>) =>
-      options.db.transaction(async (tx): Promise<Claim> => {
+      transactionEndingWith(options.db, async (tx, endWith): Promise<Claim> => {
         const { record, waitedMs } = await claimKey(tx, request, waitMs);
         if (record && !record.expired) return { kind: "existing", record, waitedMs };
         const response = await work(tx);
-        await saveFinishedRecord(tx, request, response, ttlMs, options.newRecordId());
+        endWith(saveFinishedRecord(tx, request, response, ttlMs, options.newRecordId()));
         return { kind: "executed", response, waitedMs };
       });
 

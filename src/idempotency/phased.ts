@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Env, MiddlewareHandler } from "hono";
 import { admit, remember } from "./admission.js";
+import { transactionEndingWith } from "./database.js";
 import { Execution, LeaseLost } from "./execution.js";
 import {
   type IdempotencyOptions,
@@ -35,7 +36,7 @@ export interface PhasedIdempotencyOptions<E extends Env> extends IdempotencyOpti
 }
 
 type Lookup =
-  | { kind: "claimed"; claimed: ClaimedRecord }
+  | { kind: "claimed"; claimed: Promise<ClaimedRecord> }
   | { kind: "replay"; stored: StoredResponse; expiresInMs: number }
   | { kind: "mismatched" }
   | { kind: "busy" };
@@ -82,7 +83,7 @@ export function phasedIdempotency<E extends Env & { Variables: IdempotencyVariab
     let lookup: Lookup;
     for (;;) {
       try {
-        lookup = await db.transaction(async (tx): Promise<Lookup> => {
+        lookup = await transactionEndingWith(db, async (tx, endWith): Promise<Lookup> => {
           const { record } = await claimKey(tx, request, waitMs);
           const restartable =
             record?.expired &&
@@ -91,7 +92,7 @@ export function phasedIdempotency<E extends Env & { Variables: IdempotencyVariab
           if (!record || restartable) {
             return {
               kind: "claimed",
-              claimed: await claimRecord(tx, request, leaseMs, ttlMs, options.newRecordId()),
+              claimed: endWith(claimRecord(tx, request, leaseMs, ttlMs, options.newRecordId())),
             };
           }
           if (record.fingerprint !== request.fingerprint) return { kind: "mismatched" };
@@ -100,7 +101,10 @@ export function phasedIdempotency<E extends Env & { Variables: IdempotencyVariab
             return { kind: "replay", stored, expiresInMs: record.expiresInMs };
           }
           if (record.leaseActive) return { kind: "busy" };
-          return { kind: "claimed", claimed: await takeOverRecord(tx, request, leaseMs) };
+          return {
+            kind: "claimed",
+            claimed: Promise.resolve(await takeOverRecord(tx, request, leaseMs)),
+          };
         });
       } catch (error) {
         if (error instanceof KeyLockTimeout) throw inProgress();
@@ -129,7 +133,8 @@ export function phasedIdempotency<E extends Env & { Variables: IdempotencyVariab
       return sendStored(c, lookup.stored, true);
     }
 
-    const execution = new Execution(db, request, lookup.claimed, {
+    // Settled: transactionEndingWith read its answer after COMMIT.
+    const execution = new Execution(db, request, await lookup.claimed, {
       leaseMs,
       ttlMs,
       requestId: c.get("requestId") ?? "unknown",

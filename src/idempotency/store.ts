@@ -200,7 +200,14 @@ function clockPlus(ms: number): SQL {
  * Writes the finished record of a request executed in one transaction, in that transaction,
  * over the row `claimKey` locked: its placeholder, or an expired record of the same key.
  * `recordId` names the new incarnation of the key. A live record is a bug in the caller (it
- * must have claimed the key and looked first), so that fails loudly.
+ * must have claimed the key and looked first), so that fails loudly, and fails the statement
+ * itself (a division by the zero rows written), not only its promise: the transaction is then
+ * aborted whatever the caller does next.
+ *
+ * It may be the transaction's last statement and sent without waiting for its answer, so that
+ * COMMIT follows it in the same round trip; the caller must then await the returned promise
+ * after COMMIT. PostgreSQL answers the COMMIT of an aborted transaction with ROLLBACK, not an
+ * error, so this promise is what tells whether the record, and everything with it, was written.
  */
 export async function saveFinishedRecord(
   tx: Transaction,
@@ -209,28 +216,55 @@ export async function saveFinishedRecord(
   ttlMs: number,
   recordId: string,
 ): Promise<void> {
-  const saved = await sqlOf(tx).unsafe(SAVE_FINISHED, [
-    request.tenantId,
-    request.key,
-    recordId,
-    request.fingerprint,
-    request.method,
-    request.path,
-    response.status,
-    JSON.stringify(response.headers),
-    response.body,
-    ttlMs,
-  ]);
-  if (saved.count !== 1) {
-    throw new Error(`idempotency record ${request.key} exists and is live; it was not claimed`);
-  }
+  await writeOne(
+    tx,
+    SAVE_FINISHED,
+    [
+      request.tenantId,
+      request.key,
+      recordId,
+      request.fingerprint,
+      request.method,
+      request.path,
+      response.status,
+      JSON.stringify(response.headers),
+      response.body,
+      ttlMs,
+    ],
+    () => `idempotency record ${request.key} exists and is live; it was not claimed`,
+  );
 }
 
-const SAVE_FINISHED = `UPDATE idempotency_keys SET record_id = $3, fingerprint = $4, method = $5,
-    path = $6, recovery_point = '${FINISHED}', locked_until = NULL, attempt = 1,
-    response_status = $7, response_headers = $8::jsonb, response_body = $9,
+const SAVE_FINISHED = failsUnlessWritten(`UPDATE idempotency_keys SET record_id = $3,
+    fingerprint = $4, method = $5, path = $6, recovery_point = '${FINISHED}', locked_until = NULL,
+    attempt = 1, response_status = $7, response_headers = $8::jsonb, response_body = $9,
     created_at = now(), expires_at = now() + $10 * interval '1 millisecond'
-  WHERE tenant_id = $1 AND key = $2 AND expires_at <= now()`;
+  WHERE tenant_id = $1 AND key = $2 AND expires_at <= now()`);
+
+/**
+ * An UPDATE that fails when it writes no row: a division by the count of rows written (SQLSTATE
+ * 22012 for none). A statement that fails aborts its transaction, so a record write that missed
+ * takes the business writes with it even when it was sent with COMMIT behind it and nobody
+ * looked at its row count before COMMIT (see `transactionEndingWith`).
+ */
+function failsUnlessWritten(update: string): string {
+  return `WITH written AS (${update} RETURNING 1) SELECT 1 / count(*) AS written FROM written`;
+}
+
+/** Runs a `failsUnlessWritten` statement; one that wrote nothing throws `missed()`. */
+async function writeOne(
+  tx: Transaction,
+  text: string,
+  parameters: (string | number)[],
+  missed: () => string,
+): Promise<void> {
+  try {
+    await sqlOf(tx).unsafe(text, parameters);
+  } catch (error) {
+    if (pgErrorCode(error) === "22012") throw new Error(missed());
+    throw error;
+  }
+}
 
 /** The stored response of a finished record. */
 export function storedResponseOf(
@@ -283,26 +317,30 @@ export async function claimRecord(
   ttlMs: number,
   recordId: string,
 ): Promise<ClaimedRecord> {
-  const rows = await tx
-    .update(idempotencyKeys)
-    .set({
+  await writeOne(
+    tx,
+    CLAIM_RECORD,
+    [
+      request.tenantId,
+      request.key,
       recordId,
-      fingerprint: request.fingerprint,
-      method: request.method,
-      path: request.path,
-      recoveryPoint: STARTED,
-      lockedUntil: clockPlus(leaseMs),
-      attempt: 1,
-      responseStatus: null,
-      responseHeaders: null,
-      responseBody: null,
-      createdAt: sql`now()`,
-      expiresAt: clockPlus(ttlMs),
-    })
-    .where(whereKey(request))
-    .returning(claimedColumns);
-  return one(rows, "claim");
+      request.fingerprint,
+      request.method,
+      request.path,
+      leaseMs,
+      ttlMs,
+    ],
+    () => "idempotency record: claim matched no row",
+  );
+  return { recordId, attempt: 1, recoveryPoint: STARTED };
 }
+
+const CLAIM_RECORD = failsUnlessWritten(`UPDATE idempotency_keys SET record_id = $3,
+    fingerprint = $4, method = $5, path = $6, recovery_point = '${STARTED}',
+    locked_until = now() + $7 * interval '1 millisecond', attempt = 1, response_status = NULL,
+    response_headers = NULL, response_body = NULL, created_at = now(),
+    expires_at = now() + $8 * interval '1 millisecond'
+  WHERE tenant_id = $1 AND key = $2`);
 
 /**
  * Takes over a record whose lease ran out (its execution crashed, timed out, or gave up with an
@@ -350,15 +388,21 @@ function abandoned(graceMs: number): SQL {
 
 /** Locks the record row for a phase and tells whether `attempt` still owns it. */
 export async function fenceRecord(tx: Transaction, ref: KeyRef, attempt: number): Promise<boolean> {
-  const [row] = await tx
-    .select({ attempt: idempotencyKeys.attempt, recoveryPoint: idempotencyKeys.recoveryPoint })
-    .from(idempotencyKeys)
-    .where(whereKey(ref))
-    .for("update");
+  const [row] = await sqlOf(tx).unsafe<{ attempt: number; recoveryPoint: string }[]>(FENCE, [
+    ref.tenantId,
+    ref.key,
+  ]);
   return row?.attempt === attempt && row.recoveryPoint !== FINISHED;
 }
 
-/** Moves a record to its next recovery point and renews the lease. */
+const FENCE = `SELECT attempt, recovery_point AS "recoveryPoint" FROM idempotency_keys
+  WHERE tenant_id = $1 AND key = $2 FOR UPDATE`;
+
+/**
+ * Moves a record to its next recovery point and renews the lease. It may be sent with COMMIT
+ * behind it (see `transactionEndingWith`): a record `attempt` no longer owns fails the
+ * statement, and with it the phase.
+ */
 export async function advanceRecord(
   tx: Transaction,
   ref: KeyRef,
@@ -366,19 +410,22 @@ export async function advanceRecord(
   recoveryPoint: string,
   leaseMs: number,
 ): Promise<void> {
-  one(
-    await tx
-      .update(idempotencyKeys)
-      .set({ recoveryPoint, lockedUntil: clockPlus(leaseMs) })
-      .where(whereKey(ref, attempt))
-      .returning(claimedColumns),
-    "advance",
+  await writeOne(
+    tx,
+    ADVANCE,
+    [ref.tenantId, ref.key, attempt, recoveryPoint, leaseMs],
+    () => "idempotency record: advance matched no row",
   );
 }
 
+const ADVANCE = failsUnlessWritten(`UPDATE idempotency_keys SET recovery_point = $4,
+    locked_until = now() + $5 * interval '1 millisecond'
+  WHERE tenant_id = $1 AND key = $2 AND attempt = $3`);
+
 /**
  * Stores the final response of a multi-phase request. The retention period counts from here
- * when the request outlived it, so a retry can never execute a finished payment twice.
+ * when the request outlived it, so a retry can never execute a finished payment twice. It may
+ * be sent with COMMIT behind it, like `advanceRecord`.
  */
 export async function finishRecord(
   tx: Transaction,
@@ -387,22 +434,26 @@ export async function finishRecord(
   response: StoredResponse,
   ttlMs: number,
 ): Promise<void> {
-  one(
-    await tx
-      .update(idempotencyKeys)
-      .set({
-        recoveryPoint: FINISHED,
-        lockedUntil: null,
-        responseStatus: response.status,
-        responseHeaders: response.headers,
-        responseBody: response.body,
-        expiresAt: sql`greatest(${idempotencyKeys.expiresAt}, ${clockPlus(ttlMs)})`,
-      })
-      .where(whereKey(ref, attempt))
-      .returning(claimedColumns),
-    "finish",
+  await writeOne(
+    tx,
+    FINISH,
+    [
+      ref.tenantId,
+      ref.key,
+      attempt,
+      response.status,
+      JSON.stringify(response.headers),
+      response.body,
+      ttlMs,
+    ],
+    () => "idempotency record: finish matched no row",
   );
 }
+
+const FINISH = failsUnlessWritten(`UPDATE idempotency_keys SET recovery_point = '${FINISHED}',
+    locked_until = NULL, response_status = $4, response_headers = $5::jsonb, response_body = $6,
+    expires_at = greatest(expires_at, now() + $7 * interval '1 millisecond')
+  WHERE tenant_id = $1 AND key = $2 AND attempt = $3`);
 
 /**
  * Ends an execution that stops without a final response. A record still at `started` has no
