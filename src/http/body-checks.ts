@@ -20,7 +20,10 @@ export const MAX_JSON_DEPTH = 32;
  * - JSON nested deeper than `MAX_JSON_DEPTH`: 400 `json_too_deep` (recursive code would overflow the
  *   stack and answer with the engine's message).
  *
- * Hono caches the body it reads here, so the handler's own read costs no second receive.
+ * The body is read once, straight from the socket (@hono/node-server's direct read of the raw
+ * request), and its decoded text put in Hono's body cache: every later `c.req.text()` and
+ * `c.req.json()` (the idempotency layer, the route's validator) starts from that string. Had
+ * Hono cached the bytes instead, each later read would convert them through a Fetch `Response`.
  *
  * @example app.use("/v1/*", bodyChecks())
  */
@@ -35,13 +38,15 @@ export function bodyChecks(): MiddlewareHandler<AppEnv> {
     if (encoding !== undefined && encoding !== "" && encoding !== "identity") {
       throw new ApiError("content_encoding_unsupported");
     }
-    const bytes = await c.req.arrayBuffer();
+    const bytes = await c.req.raw.arrayBuffer();
     let text: string;
     try {
       text = decoder.decode(bytes);
     } catch {
       throw new ApiError("invalid_utf8");
     }
+    // Hono keeps promises there (its type says the values themselves): reads `.then` them.
+    (c.req.bodyCache as { text?: Promise<string> }).text = Promise.resolve(text);
     if (isJsonMediaType(c.req.header("content-type")) && nestingDepth(text) > MAX_JSON_DEPTH) {
       throw new ApiError("json_too_deep");
     }
