@@ -76,10 +76,21 @@ export class Execution {
    */
   async phase(work: (tx: IdempotencyTransaction) => Promise<PhaseStep>): Promise<PhaseStep> {
     let stored: StoredResponse | undefined;
-    // The record's write goes out with COMMIT behind it: one round trip for both.
+    // The fence goes out with the phase's first statements, and the record's write with
+    // COMMIT: one round trip less at each end. The phase's statements queue behind the fence
+    // on the connection, so they run once it holds the record's row lock; if it then finds
+    // the record no longer this attempt's, whatever the phase did or decided is rolled back.
     const step = await transactionEndingWith(this.db, async (tx, endWith) => {
-      if (!(await fenceRecord(tx, this.key, this.attempt))) throw new LeaseLost();
-      const step = await work(tx);
+      const fenced = fenceRecord(tx, this.key, this.attempt);
+      fenced.catch(() => {});
+      let step: PhaseStep;
+      try {
+        step = await work(tx);
+      } catch (error) {
+        if (!(await fenced)) throw new LeaseLost();
+        throw error;
+      }
+      if (!(await fenced)) throw new LeaseLost();
       if ("next" in step) {
         endWith(advanceRecord(tx, this.key, this.attempt, step.next, this.options.leaseMs));
       } else {

@@ -9,8 +9,7 @@ import {
   WRITE_ERRORS,
 } from "../http/openapi.js";
 import type { Router } from "../http/router.js";
-import { hasLivePayment } from "../payments/payments.queries.js";
-import { findOrder, updateOrderStatus } from "./orders.queries.js";
+import { lockOrder, updateOrderStatus } from "./orders.queries.js";
 import { ORDER_EXAMPLE, OrderParamsSchema, OrderSchema, orderJson } from "./orders.schema.js";
 
 export const cancelOrderRoute = createRoute({
@@ -49,9 +48,7 @@ export const cancelOrderRoute = createRoute({
 export function registerCancelOrder(router: Router, idempotent: MiddlewareHandler<AppEnv>) {
   router.openapi({ ...cancelOrderRoute, middleware: [idempotent] }, async (c) => {
     const tenantId = c.var.tenant.id;
-    const found = await findOrder(c.var.tx, tenantId, c.req.valid("param").id, {
-      forUpdate: true,
-    });
+    const found = await lockOrder(c.var.tx, tenantId, c.req.valid("param").id, { items: true });
     if (!found) throw new ApiError("order_not_found");
     if (found.order.status !== "pending") {
       throw new ApiError("order_not_cancellable", {
@@ -60,7 +57,7 @@ export function registerCancelOrder(router: Router, idempotent: MiddlewareHandle
     }
     // The order row lock serialises this with a payment's first phase, so no payment can
     // start after this check; one already processing may still take the money.
-    if (await hasLivePayment(c.var.tx, tenantId, found.order.id)) {
+    if (found.hasLivePayment) {
       throw new ApiError("order_not_cancellable", {
         detail: "A payment of this order is in progress; wait for its outcome.",
       });

@@ -90,18 +90,16 @@ const insertItemsSql = (() => {
   };
 })();
 
-/** An order and its items; `forUpdate` locks the order row until the transaction ends. */
+/** An order and its items. */
 export async function findOrder(
   executor: Executor,
   tenantId: string,
   id: string,
-  options: { forUpdate?: boolean } = {},
 ): Promise<OrderWithItems | undefined> {
-  const query = executor
+  const [order] = await executor
     .select()
     .from(orders)
     .where(and(eq(orders.tenantId, tenantId), eq(orders.id, id)));
-  const [order] = options.forUpdate ? await query.for("update") : await query;
   if (!order) return undefined;
   const items = await itemsOf(executor, tenantId, [id]);
   return { order, items };
@@ -163,16 +161,64 @@ async function itemsOf(executor: Executor, tenantId: string, orderIds: string[])
     .orderBy(asc(orderItems.orderId), asc(orderItems.line));
 }
 
-/** The order row alone, locked until the transaction ends. */
-export async function lockOrderRow(
+/**
+ * Locks an order row until the transaction ends and reads, in the same round trip, its items
+ * (when asked) and whether a payment of it is processing or succeeded. The statements run in
+ * order on the transaction's connection, so the payment check sees what was committed once the
+ * lock was granted: the lock serialises a cancel with a payment's first phase, and neither can
+ * miss the other's payment.
+ */
+export async function lockOrder(
   tx: Transaction,
   tenantId: string,
   id: string,
-): Promise<Order | undefined> {
-  const [order] = await tx
-    .select()
-    .from(orders)
-    .where(and(eq(orders.tenantId, tenantId), eq(orders.id, id)))
-    .for("update");
-  return order;
+  options: { items: boolean },
+): Promise<(OrderWithItems & { hasLivePayment: boolean }) | undefined> {
+  const sql = sqlOf(tx);
+  const ref = [tenantId, id];
+  const [[row], itemRows, live] = await pipeline([
+    sql.unsafe<OrderRow[]>(LOCK_ORDER, ref),
+    options.items ? sql.unsafe<ItemRow[]>(ITEMS_OF_ORDER, ref) : Promise.resolve([]),
+    sql.unsafe(LIVE_PAYMENT, ref),
+  ]);
+  if (!row) return undefined;
+  return {
+    order: orderOf(row),
+    items: itemRows.map(itemOf),
+    hasLivePayment: live.length > 0,
+  };
 }
+
+/** A row as postgres.js returns it under drizzle's parsers: bigint and timestamps as text. */
+type OrderRow = Omit<Order, "amountTotal" | "amountRefunded" | "createdAt" | "updatedAt"> & {
+  amountTotal: string;
+  amountRefunded: string;
+  createdAt: string;
+  updatedAt: string;
+};
+type ItemRow = Omit<OrderItem, "unitAmount" | "amount"> & { unitAmount: string; amount: string };
+
+const orderOf = (row: OrderRow): Order => ({
+  ...row,
+  amountTotal: Number(row.amountTotal),
+  amountRefunded: Number(row.amountRefunded),
+  createdAt: new Date(row.createdAt),
+  updatedAt: new Date(row.updatedAt),
+});
+
+const itemOf = (row: ItemRow): OrderItem => ({
+  ...row,
+  unitAmount: Number(row.unitAmount),
+  amount: Number(row.amount),
+});
+
+const LOCK_ORDER = `SELECT tenant_id AS "tenantId", id, status, currency,
+    amount_total AS "amountTotal", amount_refunded AS "amountRefunded",
+    customer_email AS "customerEmail", metadata, created_at AS "createdAt",
+    updated_at AS "updatedAt"
+  FROM orders WHERE tenant_id = $1 AND id = $2 FOR UPDATE`;
+const ITEMS_OF_ORDER = `SELECT tenant_id AS "tenantId", order_id AS "orderId", line, sku, name,
+    quantity, unit_amount AS "unitAmount", amount
+  FROM order_items WHERE tenant_id = $1 AND order_id = $2 ORDER BY line`;
+const LIVE_PAYMENT = `SELECT 1 AS live FROM payments
+  WHERE tenant_id = $1 AND order_id = $2 AND status IN ('processing', 'succeeded') LIMIT 1`;

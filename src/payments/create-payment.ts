@@ -20,12 +20,11 @@ import {
   type StoredResponse,
   sendStored,
 } from "../idempotency/index.js";
-import { lockOrderRow } from "../orders/orders.queries.js";
+import { lockOrder } from "../orders/orders.queries.js";
 import type { ChargeOutcome, PaymentProvider } from "../provider/stripe-provider.js";
 import {
   findPayment,
   findPaymentOfRecord,
-  hasLivePayment,
   insertPayment,
   markPaymentFailed,
   markPaymentSucceeded,
@@ -127,8 +126,9 @@ async function startPayment(
   execution: Execution,
   input: CreatePaymentBody,
 ): Promise<PhaseStep> {
-  const order = await lockOrderRow(tx, execution.tenantId, input.order_id);
-  if (!order) return phaseProblem(execution, new ApiError("order_not_found"));
+  const locked = await lockOrder(tx, execution.tenantId, input.order_id, { items: false });
+  if (!locked) return phaseProblem(execution, new ApiError("order_not_found"));
+  const { order } = locked;
   if (order.status !== "pending") {
     return phaseProblem(
       execution,
@@ -141,7 +141,7 @@ async function startPayment(
       new ApiError("order_not_payable", { detail: "An order with a total of 0 needs no payment." }),
     );
   }
-  if (await hasLivePayment(tx, execution.tenantId, order.id)) {
+  if (locked.hasLivePayment) {
     return phaseProblem(
       execution,
       new ApiError("order_not_payable", {

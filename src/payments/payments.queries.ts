@@ -1,4 +1,4 @@
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import type { Executor, Transaction } from "../db/client.js";
 import { type Order, orders, type Payment, payments } from "../db/schema.js";
 import { newId } from "../ids.js";
@@ -54,26 +54,6 @@ export async function findPaymentOfRecord(
     .from(payments)
     .where(and(eq(payments.tenantId, tenantId), eq(payments.idempotencyRecordId, recordId)));
   return payment;
-}
-
-/** Whether the order has a payment that is still processing or already succeeded. */
-export async function hasLivePayment(
-  executor: Executor,
-  tenantId: string,
-  orderId: string,
-): Promise<boolean> {
-  const [row] = await executor
-    .select({ id: payments.id })
-    .from(payments)
-    .where(
-      and(
-        eq(payments.tenantId, tenantId),
-        eq(payments.orderId, orderId),
-        inArray(payments.status, ["processing", "succeeded"]),
-      ),
-    )
-    .limit(1);
-  return row !== undefined;
 }
 
 /**
