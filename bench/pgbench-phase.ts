@@ -125,8 +125,11 @@ export async function runPgbench(options: {
       latencies,
       problems,
     };
-    const first = samples[0];
-    const last = samples[samples.length - 1];
+    // The window starts once every client's backend is there: one that connected after the
+    // first sample would otherwise count none of its CPU.
+    const connected = Math.max(0, ...samples.map((s) => s.ticks.size));
+    const first = samples.find((s) => s.ticks.size === connected);
+    const last = samples.findLast((s) => s.ticks.size === connected);
     if (first && last && last.at > first.at) {
       let ticks = 0;
       for (const [pid, end] of last.ticks) ticks += end - (first.ticks.get(pid) ?? end);
