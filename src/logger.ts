@@ -30,14 +30,33 @@ export function createLogger(level: string, destination?: pino.DestinationStream
       redact: { paths: ["req.headers.authorization", "apiKey"], censor: "[redacted]" },
       serializers: { err: serializeError },
     },
-    destination ??
-      pino.destination({
-        dest: 1,
-        sync: false,
-        minLength: LOG_BATCH_BYTES,
-        periodicFlush: LOG_FLUSH_INTERVAL_MS,
-      }),
+    destination ?? stdoutDestination(),
   );
+}
+
+/**
+ * stdout, batched (see `LOG_BATCH_BYTES`). At exit pino writes what is left synchronously;
+ * when stdout is a pipe or socket whose reader has gone (a log shipper that died, `| head`),
+ * that write fails with EPIPE, and the lines are lost: the exit must still go on. (sonic-boom
+ * retried such a write forever, hanging the process after SIGTERM; patched to throw it, see
+ * patches/sonic-boom+4.2.1.patch, and the throw is caught here.)
+ */
+function stdoutDestination(): pino.DestinationStream {
+  const stream = pino.destination({
+    dest: 1,
+    sync: false,
+    minLength: LOG_BATCH_BYTES,
+    periodicFlush: LOG_FLUSH_INTERVAL_MS,
+  });
+  const flushSync = stream.flushSync.bind(stream);
+  stream.flushSync = () => {
+    try {
+      flushSync();
+    } catch {
+      // stdout is gone; nothing can be told about it there.
+    }
+  };
+  return stream;
 }
 
 /**

@@ -4,8 +4,9 @@ import { afterAll, describe, expect, inject, it } from "vitest";
 /**
  * The postgres.js 3.4.9 defects this project patches (patches/postgres+3.4.9.patch), each
  * reproduced on the real driver and a real server. Without the patch the first test times out,
- * the second is handed a dead connection or waits forever, and the third ends the worker with
- * an uncaught TypeError.
+ * the second is handed a dead connection or waits forever, the third ends the worker with
+ * an uncaught TypeError, and the fourth sees begin() resolve for a transaction that was rolled
+ * back.
  */
 describe("postgres.js as patched", () => {
   const url = inject("databaseUrl");
@@ -94,6 +95,37 @@ describe("postgres.js as patched", () => {
       expect(row?.ok).toBe(1);
     } finally {
       process.off("uncaughtException", onUncaught);
+    }
+  });
+
+  it("begin() rejects with the first failure when a statement sent without waiting aborted the transaction", async () => {
+    // PostgreSQL answers the COMMIT of an aborted transaction with ROLLBACK, not an error;
+    // unpatched, begin() then resolved as if everything had been committed.
+    const pool = open({ max: 1, prepare: true });
+    const table = `driver_rollback_${process.pid}_${Date.now()}`;
+    await pool.unsafe(`CREATE TABLE ${table} (n int PRIMARY KEY)`);
+    try {
+      const outcome = pool
+        .begin(async (sql) => {
+          await sql.unsafe(`INSERT INTO ${table} VALUES (1)`);
+          sql.unsafe(`INSERT INTO ${table} VALUES (2)`).catch(() => {});
+          sql.unsafe(`INSERT INTO ${table} VALUES (1)`).catch(() => {}); // duplicate key
+          return "returned";
+        })
+        .then(
+          (value) => ({ value }),
+          (error: { code?: string }) => ({ code: error.code }),
+        );
+      expect(await within(outcome, 5000)).toEqual({ code: "23505" });
+      const rows = await pool.unsafe(`SELECT n FROM ${table}`);
+      expect(rows).toHaveLength(0);
+      // The connection is fine afterwards, and a transaction that commits still resolves.
+      expect(
+        await pool.begin(async (sql) => sql.unsafe(`INSERT INTO ${table} VALUES (3)`)),
+      ).toHaveLength(0);
+      expect(await pool.unsafe(`SELECT n FROM ${table}`)).toEqual([{ n: 3 }]);
+    } finally {
+      await pool.unsafe(`DROP TABLE ${table}`);
     }
   });
 });
