@@ -3,6 +3,7 @@ import { and, eq } from "drizzle-orm";
 import { beforeEach, describe, expect, it } from "vitest";
 import { MAX_BODY_BYTES } from "../src/app.js";
 import { idempotencyKeys } from "../src/db/schema.js";
+import { transactionEndingWith } from "../src/idempotency/database.js";
 import { claimKey, saveFinishedRecord } from "../src/idempotency/store.js";
 import { newId } from "../src/ids.js";
 import {
@@ -276,7 +277,7 @@ describe("a record past its expires_at", () => {
 });
 
 describe("the finished record, with COMMIT sent right behind it", () => {
-  it("fails the whole transaction over a live record, though PostgreSQL answers that COMMIT without an error", async () => {
+  it("fails the whole transaction over a live record, with the record's own error", async () => {
     const live = newKey();
     expect((await api.post("/v1/orders", ORDER_BODY, { key: live })).status).toBe(201);
     const liveBefore = await storedRecord(live);
@@ -289,15 +290,14 @@ describe("the finished record, with COMMIT sent right behind it", () => {
       path: "/v1/orders",
     });
     const response = { status: 201, headers: {}, body: "{}" };
-    let saved: Promise<void> | undefined;
-    // A caller's bug: the live key was never claimed. The fresh key's writes come first.
-    await db.transaction(async (tx) => {
+    // A caller's bug: the live key was never claimed. The fresh key's writes come first; the
+    // live key's record write goes out with COMMIT, and nothing looks at it before COMMIT.
+    const sent = transactionEndingWith(db, async (tx, endWith) => {
       await claimKey(tx, keyed(fresh), 1000);
       await saveFinishedRecord(tx, keyed(fresh), response, 60_000, newId("idk"));
-      saved = saveFinishedRecord(tx, keyed(live), response, 60_000, newId("idk"));
-      saved.catch(() => {});
+      endWith(saveFinishedRecord(tx, keyed(live), response, 60_000, newId("idk")));
     });
-    await expect(saved).rejects.toThrow(`idempotency record ${live} exists and is live`);
+    await expect(sent).rejects.toThrow(`idempotency record ${live} exists and is live`);
     expect(await storedRecord(fresh)).toBeUndefined();
     expect(await storedRecord(live)).toEqual(liveBefore);
     expect(await tenantRows(db, tenantId)).toEqual({ orders: 1, items: 2, keys: 1 });

@@ -63,13 +63,29 @@ export async function transactionEndingWith<T>(
   work: (tx: IdempotencyTransaction, endWith: <R>(last: Promise<R>) => Promise<R>) => Promise<T>,
 ): Promise<T> {
   let last: Promise<unknown> | undefined;
-  const result = await db.transaction((tx) =>
-    work(tx, (statement) => {
-      last = statement;
-      statement.catch(() => {});
-      return statement;
-    }),
-  );
+  let result: T;
+  try {
+    result = await db.transaction((tx) =>
+      work(tx, (statement) => {
+        last = statement;
+        statement.catch(() => {});
+        return statement;
+      }),
+    );
+  } catch (error) {
+    // A driver that reports the aborted COMMIT reports the first failed statement as it came
+    // from PostgreSQL; when that is the last one, its own error says more (what the statement
+    // was for). One that failed only because an earlier one had aborted the transaction
+    // (25P02) does not.
+    const lastError = await last?.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    if (lastError !== undefined && (lastError as { code?: unknown }).code !== "25P02") {
+      throw lastError;
+    }
+    throw error;
+  }
   await last;
   return result;
 }
