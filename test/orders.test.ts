@@ -1,3 +1,4 @@
+import { sql } from "drizzle-orm";
 import { beforeAll, describe, expect, it } from "vitest";
 import { MAX_BODY_BYTES } from "../src/app.js";
 import {
@@ -49,6 +50,16 @@ describe("POST /v1/orders", () => {
       items: before.items + 2,
       keys: before.keys + 1,
     });
+    // Its timestamps are the transaction's now(), to the millisecond, as stored and as answered.
+    const [stored] = await db.execute<{ created: string; updated: string; record: string }>(sql`
+      SELECT to_json(o.created_at)#>>'{}' AS created, to_json(o.updated_at)#>>'{}' AS updated,
+        to_json(date_trunc('milliseconds', r.created_at))#>>'{}' AS record
+      FROM orders o JOIN idempotency_keys r ON r.tenant_id = o.tenant_id
+        AND r.response_body LIKE '%' || o.id || '%'
+      WHERE o.tenant_id = ${tenant.id} AND o.id = ${order.id}`);
+    expect(new Date(stored?.created ?? "").toISOString()).toBe(order.created_at);
+    expect(new Date(stored?.updated ?? "").toISOString()).toBe(order.updated_at);
+    expect(new Date(stored?.record ?? "").toISOString()).toBe(order.created_at);
   });
 
   const valid = ORDER_BODY;

@@ -67,11 +67,11 @@ export function idempotency<E extends Env & { Variables: IdempotencyVariables }>
     const { request, text } = admitted;
 
     /** Claims the key, looks it up, and runs `work` only when no live record answers for it. */
-    const claim = (work: (tx: Transaction) => Promise<StoredResponse>) =>
+    const claim = (work: (tx: Transaction, transactionTime: Date) => Promise<StoredResponse>) =>
       transactionEndingWith(options.db, async (tx, endWith): Promise<Claim> => {
-        const { record, waitedMs } = await claimKey(tx, request, waitMs);
+        const { record, waitedMs, transactionTime } = await claimKey(tx, request, waitMs);
         if (record && !record.expired) return { kind: "existing", record, waitedMs };
-        const response = await work(tx);
+        const response = await work(tx, transactionTime);
         endWith(saveFinishedRecord(tx, request, response, ttlMs, options.newRecordId()));
         return { kind: "executed", response, waitedMs };
       });
@@ -79,8 +79,9 @@ export function idempotency<E extends Env & { Variables: IdempotencyVariables }>
     let result: Claim;
     try {
       try {
-        result = await claim(async (tx) => {
+        result = await claim(async (tx, transactionTime) => {
           c.set("tx", tx);
+          c.set("transactionTime", transactionTime);
           await next();
           const response = await snapshot(c);
           if (!storeStatus(response.status)) throw new Discard();

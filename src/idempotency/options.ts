@@ -28,6 +28,13 @@ export interface IdempotencyEvent {
 export interface IdempotencyVariables<Tx = IdempotencyTransaction> {
   /** The request's transaction: every write of an idempotent handler goes through it. */
   tx: Tx;
+  /**
+   * When the request's transaction began by the database's clock (PostgreSQL's `now()`, what a
+   * column defaulting to `now()` gets in it), to the millisecond, read by the claim at no cost.
+   * A handler that stamps its rows with it knows their timestamps without reading them back,
+   * so its writes need not be waited for (see `insertOrder` in the app for an example).
+   */
+  transactionTime: Date;
   /** The execution of a multi-phase request (see `phasedIdempotency`). */
   execution: Execution;
   idempotencyOutcome: IdempotencyOutcome;

@@ -78,7 +78,8 @@ const FOUND_COLUMNS = sql.raw(FOUND_COLUMNS_TEXT);
  * such: the caller overwrites it with `saveFinishedRecord` or `claimRecord` in the same
  * transaction.
  *
- * @returns `record` undefined when the key was free and the placeholder is written; `waitedMs`
+ * @returns `record` undefined when the key was free and the placeholder is written;
+ *   `transactionTime` the transaction's `now()` (to the millisecond), read on the way; `waitedMs`
  *   0 unless the claim met an existing record and took `NOTICEABLE_WAIT_MS` or more (a row lock
  *   does not say whether it waited; a placeholder written at the first try waited for nobody,
  *   or for a duplicate that rolled back, which is not counted, however slow the round trip)
@@ -88,7 +89,7 @@ export async function claimKey(
   tx: Transaction,
   request: KeyedRequest,
   waitMs: number,
-): Promise<{ record: FoundRecord | undefined; waitedMs: number }> {
+): Promise<{ record: FoundRecord | undefined; transactionTime: Date; waitedMs: number }> {
   const started = performance.now();
   const sql = sqlOf(tx);
   // lock_timeout 0 would mean no limit; 1 ms is as close to "do not wait" as it goes.
@@ -96,6 +97,7 @@ export async function claimKey(
   const { tenantId, key } = request;
   const placeholder = [tenantId, key, request.fingerprint, request.method, request.path];
   let record: FoundRecord | undefined;
+  let transactionTimeMs = 0;
   let firstTry = true;
   try {
     // One round trip: the lookup after the INSERT finds this transaction's own placeholder when
@@ -104,11 +106,14 @@ export async function claimKey(
       const [, inserted, locked] = await pipeline([
         sql.unsafe(setTimeout),
         sql.unsafe(CLAIM_PLACEHOLDER, placeholder),
-        sql.unsafe<FoundRecord[]>(LOCK_RECORD, [tenantId, key]),
+        sql.unsafe<(FoundRecord & { transactionTimeMs: number })[]>(LOCK_RECORD, [tenantId, key]),
         sql.unsafe(RESET_TIMEOUT),
       ]);
+      // The row is this transaction's own placeholder when the INSERT wrote one.
+      const [row] = locked;
+      if (row) transactionTimeMs = row.transactionTimeMs;
       if (inserted.length > 0) break;
-      [record] = locked;
+      record = row;
       if (record) break;
       // Deleted (cleanup) between the INSERT's conflict and the lookup: claim again.
     }
@@ -118,15 +123,20 @@ export async function claimKey(
   }
   const tookMs = performance.now() - started;
   const mayHaveWaited = record !== undefined || !firstTry;
-  return { record, waitedMs: mayHaveWaited && tookMs >= NOTICEABLE_WAIT_MS ? tookMs : 0 };
+  return {
+    record,
+    transactionTime: new Date(transactionTimeMs),
+    waitedMs: mayHaveWaited && tookMs >= NOTICEABLE_WAIT_MS ? tookMs : 0,
+  };
 }
 
 const CLAIM_PLACEHOLDER = `INSERT INTO idempotency_keys (tenant_id, key, record_id, fingerprint,
     method, path, recovery_point, created_at, expires_at)
   VALUES ($1, $2, '', $3, $4, $5, '${STARTED}', now(), now())
   ON CONFLICT (tenant_id, key) DO NOTHING RETURNING 1 AS claimed`;
-const LOCK_RECORD = `SELECT ${FOUND_COLUMNS_TEXT} FROM idempotency_keys
-  WHERE tenant_id = $1 AND key = $2 FOR UPDATE`;
+const LOCK_RECORD = `SELECT ${FOUND_COLUMNS_TEXT},
+      (extract(epoch FROM now()) * 1000)::float8 AS "transactionTimeMs"
+  FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 FOR UPDATE`;
 const RESET_TIMEOUT = "SET LOCAL lock_timeout TO DEFAULT";
 
 /**

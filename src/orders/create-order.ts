@@ -42,7 +42,12 @@ export const createOrderRoute = createRoute({
 
 export function registerCreateOrder(router: Router, idempotent: MiddlewareHandler<AppEnv>) {
   router.openapi({ ...createOrderRoute, middleware: [idempotent] }, async (c) => {
-    const created = await insertOrder(c.var.tx, c.var.tenant.id, c.req.valid("json"));
+    const created = await insertOrder(
+      c.var.tx,
+      c.var.tenant.id,
+      c.req.valid("json"),
+      c.var.transactionTime,
+    );
     return c.json(orderJson(created.order, created.items), 201, {
       Location: `/v1/orders/${created.order.id}`,
     });
