@@ -57,7 +57,7 @@ function createdResponse(created: OrderWithItems): StoredResponse {
 export const bareOrder: OrderTransaction = async (w) => {
   await w.db.transaction(async (tx) => {
     // Serialised and dropped: the handler's work stays the same in all three, only the claim varies.
-    createdResponse(await insertOrder(tx, w.tenantId, w.input));
+    createdResponse(insertOrder(tx, w.tenantId, w.input, new Date()));
   });
 };
 
@@ -70,9 +70,9 @@ export const ourClaim: OrderTransaction = async (w) => {
   const request = freshRequest(w);
   // As the middleware sends it: COMMIT right behind the finished record.
   await transactionEndingWith(w.db, async (tx, endWith) => {
-    const { record } = await claimKey(tx, request, w.waitMs);
+    const { record, transactionTime } = await claimKey(tx, request, w.waitMs);
     if (record && !record.expired) throw new Error(`fresh key ${request.key} already has a record`);
-    const response = createdResponse(await insertOrder(tx, w.tenantId, w.input));
+    const response = createdResponse(insertOrder(tx, w.tenantId, w.input, transactionTime));
     endWith(saveFinishedRecord(tx, request, response, w.ttlMs, newId("idk")));
   });
 };
@@ -108,7 +108,7 @@ export const recordFirstClaim: OrderTransaction = async (w) => {
       .onConflictDoNothing({ target: [idempotencyKeys.tenantId, idempotencyKeys.key] })
       .returning({ recordId: idempotencyKeys.recordId });
     if (claimed.length !== 1) throw new Error(`fresh key ${request.key} already has a record`);
-    const response = createdResponse(await insertOrder(tx, w.tenantId, w.input));
+    const response = createdResponse(insertOrder(tx, w.tenantId, w.input, new Date()));
     await tx
       .update(idempotencyKeys)
       .set({

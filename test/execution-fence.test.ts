@@ -46,7 +46,7 @@ describe("a phase of an execution whose record was taken over", () => {
     const before = await recordOf(tenant.id, request.key);
     await expect(
       execution.phase(async (tx) => {
-        await insertOrder(tx, tenant.id, ORDER_BODY);
+        insertOrder(tx, tenant.id, ORDER_BODY, new Date());
         return { next: "order_created" };
       }),
     ).rejects.toBeInstanceOf(LeaseLost);
@@ -72,7 +72,7 @@ describe("a phase of the execution that owns its record", () => {
     const { tenant } = await createTestTenant(db, "fence");
     const { request, execution } = await claimed(tenant.id);
     await execution.phase(async (tx) => {
-      await insertOrder(tx, tenant.id, ORDER_BODY);
+      insertOrder(tx, tenant.id, ORDER_BODY, new Date());
       return { next: "order_created" };
     });
     expect((await recordOf(tenant.id, request.key))?.recoveryPoint).toBe("order_created");
@@ -94,7 +94,7 @@ describe("a phase of the execution that owns its record", () => {
     const { request, execution } = await claimed(tenant.id);
     await expect(
       execution.phase(async (tx) => {
-        await insertOrder(tx, tenant.id, ORDER_BODY);
+        insertOrder(tx, tenant.id, ORDER_BODY, new Date());
         throw new Error("the phase failed after writing");
       }),
     ).rejects.toThrow("the phase failed after writing");

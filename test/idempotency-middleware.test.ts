@@ -48,7 +48,7 @@ function tinyApp(tenant: Tenant, behave: () => Promise<Response | undefined>, wa
     onOutcome: (_c, event) => events.push(event),
   });
   const handler = async (c: Context<Env>) => {
-    const { order } = await insertOrder(c.var.tx, tenant.id, ORDER_BODY);
+    const { order } = insertOrder(c.var.tx, tenant.id, ORDER_BODY, c.var.transactionTime);
     return (await behave()) ?? c.json({ id: order.id }, 201);
   };
   app.post("/things", idem, handler);

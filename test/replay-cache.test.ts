@@ -95,7 +95,10 @@ describe("replays from memory", () => {
         cache,
       }),
       async (c) =>
-        c.json({ id: (await insertOrder(c.var.tx, tenant.id, ORDER_BODY)).order.id }, 201),
+        c.json(
+          { id: insertOrder(c.var.tx, tenant.id, ORDER_BODY, c.var.transactionTime).order.id },
+          201,
+        ),
     );
     const send = (key: string, n = 1) =>
       app.request("/things", {

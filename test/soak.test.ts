@@ -116,6 +116,10 @@ describe("a server left running with its default timers", () => {
         console.info(
           `[soak] ${completedRuns} cleanup runs, ${deleted} deleted, ${completerRuns} completer runs, RSS ${Math.round(rssAtStart / 1e6)} → ${Math.round(rssAtEnd / 1e6)} MB`,
         );
+      } catch (error) {
+        // What the server said last, when it stopped answering or answered wrong.
+        console.info(`[soak] server output, last lines:\n${server.output.slice(-60).join("\n")}`);
+        throw error;
       } finally {
         const stopping = Date.now();
         const code = await server.kill("SIGTERM");

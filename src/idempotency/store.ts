@@ -103,17 +103,17 @@ export async function claimKey(
     // One round trip: the lookup after the INSERT finds this transaction's own placeholder when
     // the INSERT wrote one (and is then ignored), the committed record otherwise.
     for (; ; firstTry = false) {
-      const [, inserted, locked] = await pipeline([
+      const [, inserted, locked, , [time]] = await pipeline([
         sql.unsafe(setTimeout),
         sql.unsafe(CLAIM_PLACEHOLDER, placeholder),
-        sql.unsafe<(FoundRecord & { transactionTimeMs: number })[]>(LOCK_RECORD, [tenantId, key]),
+        sql.unsafe<FoundRecord[]>(LOCK_RECORD, [tenantId, key]),
         sql.unsafe(RESET_TIMEOUT),
+        sql.unsafe<{ ms: number }[]>(TRANSACTION_TIME),
       ]);
-      // The row is this transaction's own placeholder when the INSERT wrote one.
-      const [row] = locked;
-      if (row) transactionTimeMs = row.transactionTimeMs;
+      if (!time) throw new Error("SELECT now() returned no row");
+      transactionTimeMs = time.ms;
       if (inserted.length > 0) break;
-      record = row;
+      [record] = locked;
       if (record) break;
       // Deleted (cleanup) between the INSERT's conflict and the lookup: claim again.
     }
@@ -134,9 +134,15 @@ const CLAIM_PLACEHOLDER = `INSERT INTO idempotency_keys (tenant_id, key, record_
     method, path, recovery_point, created_at, expires_at)
   VALUES ($1, $2, '', $3, $4, $5, '${STARTED}', now(), now())
   ON CONFLICT (tenant_id, key) DO NOTHING RETURNING 1 AS claimed`;
-const LOCK_RECORD = `SELECT ${FOUND_COLUMNS_TEXT},
-      (extract(epoch FROM now()) * 1000)::float8 AS "transactionTimeMs"
-  FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 FOR UPDATE`;
+const LOCK_RECORD = `SELECT ${FOUND_COLUMNS_TEXT} FROM idempotency_keys
+  WHERE tenant_id = $1 AND key = $2 FOR UPDATE`;
+/**
+ * The transaction's `now()`, in a statement of its own that reads no table: on Citus it runs on
+ * the node the client is connected to, whose clock stamps the transaction's modifications (a
+ * `now()` in a query of a distributed table may run on the worker holding the shard, whose own
+ * transaction began later).
+ */
+const TRANSACTION_TIME = "SELECT (extract(epoch FROM now()) * 1000)::float8 AS ms";
 const RESET_TIMEOUT = "SET LOCAL lock_timeout TO DEFAULT";
 
 /**
@@ -230,12 +236,7 @@ export async function saveFinishedRecord(
     tx,
     SAVE_FINISHED,
     [
-      request.tenantId,
-      request.key,
-      recordId,
-      request.fingerprint,
-      request.method,
-      request.path,
+      ...recordParameters(request, recordId),
       response.status,
       JSON.stringify(response.headers),
       response.body,
@@ -250,6 +251,12 @@ const SAVE_FINISHED = failsUnlessWritten(`UPDATE idempotency_keys SET record_id 
     attempt = 1, response_status = $7, response_headers = $8::jsonb, response_body = $9,
     created_at = now(), expires_at = now() + $10 * interval '1 millisecond'
   WHERE tenant_id = $1 AND key = $2 AND expires_at <= now()`);
+
+/** $1 to $6 of the statements that write a new incarnation of a key's record. */
+function recordParameters(request: KeyedRequest, recordId: string): string[] {
+  const { tenantId, key, fingerprint, method, path } = request;
+  return [tenantId, key, recordId, fingerprint, method, path];
+}
 
 /**
  * An UPDATE that fails when it writes no row: a division by the count of rows written (SQLSTATE
@@ -330,16 +337,7 @@ export async function claimRecord(
   await writeOne(
     tx,
     CLAIM_RECORD,
-    [
-      request.tenantId,
-      request.key,
-      recordId,
-      request.fingerprint,
-      request.method,
-      request.path,
-      leaseMs,
-      ttlMs,
-    ],
+    [...recordParameters(request, recordId), leaseMs, ttlMs],
     () => "idempotency record: claim matched no row",
   );
   return { recordId, attempt: 1, recoveryPoint: STARTED };

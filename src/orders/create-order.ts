@@ -42,7 +42,7 @@ export const createOrderRoute = createRoute({
 
 export function registerCreateOrder(router: Router, idempotent: MiddlewareHandler<AppEnv>) {
   router.openapi({ ...createOrderRoute, middleware: [idempotent] }, async (c) => {
-    const created = await insertOrder(
+    const created = insertOrder(
       c.var.tx,
       c.var.tenant.id,
       c.req.valid("json"),

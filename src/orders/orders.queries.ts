@@ -12,19 +12,18 @@ export interface OrderWithItems {
 
 /**
  * Creates a pending order and its items; the total is computed here, never taken from input.
- * The two INSERTs go out together as fixed SQL: every value but the timestamps is known before
- * they run, so only those come back, and with `at` (the idempotency layer's
- * `c.var.transactionTime`) not even those: the rows are stamped with it, and the INSERTs are
- * sent without waiting for their answer, to share a round trip with whatever the transaction
- * sends next (the idempotency record, COMMIT). One that fails aborts the transaction, and the
- * transaction reports it: the statements after it fail, and so does COMMIT.
+ * The rows are stamped with `at` (the idempotency layer's `c.var.transactionTime`: what a
+ * column defaulting to `now()` would hold), so nothing needs reading back: the two INSERTs go
+ * out as fixed SQL without waiting for their answer, to share a round trip with whatever the
+ * transaction sends next (the idempotency record, COMMIT). One that fails aborts the
+ * transaction, and the transaction reports it: the statements after it fail, and so does COMMIT.
  */
-export async function insertOrder(
+export function insertOrder(
   tx: Transaction,
   tenantId: string,
   input: CreateOrderBody,
-  at?: Date,
-): Promise<OrderWithItems> {
+  at: Date,
+): OrderWithItems {
   const id = newId("ord");
   const items: OrderItem[] = input.items.map((item, index) => ({
     tenantId,
@@ -37,63 +36,7 @@ export async function insertOrder(
     amount: item.quantity * item.unit_amount,
   }));
   const amountTotal = items.reduce((sum, line) => sum + line.amount, 0);
-  const customerEmail = input.customer_email ?? null;
-  const metadata = input.metadata ?? {};
-  const itemValues: (string | number)[] = [tenantId, id];
-  for (const item of items) {
-    itemValues.push(item.line, item.sku, item.name, item.quantity, item.unitAmount, item.amount);
-  }
-  const sql = sqlOf(tx);
-  if (at) {
-    const stamp = at.toISOString();
-    const written = pipeline([
-      sql.unsafe(INSERT_ORDER_AT, [
-        tenantId,
-        id,
-        input.currency,
-        amountTotal,
-        customerEmail,
-        JSON.stringify(metadata),
-        stamp,
-      ]),
-      sql.unsafe(insertItemsSql(items.length), itemValues),
-    ]);
-    written.catch(() => {}); // reported by the transaction, see above
-    return { order: pendingOrder(tenantId, id, input, amountTotal, at, at), items };
-  }
-  const [[stamps]] = await pipeline([
-    // Timestamps as text: drizzle sets the client's parsers so, and maps them itself.
-    sql.unsafe<{ createdAt: string; updatedAt: string }[]>(INSERT_ORDER, [
-      tenantId,
-      id,
-      input.currency,
-      amountTotal,
-      customerEmail,
-      JSON.stringify(metadata),
-    ]),
-    sql.unsafe(insertItemsSql(items.length), itemValues),
-  ]);
-  if (!stamps) throw new Error("order insert returned no row");
-  const order = pendingOrder(
-    tenantId,
-    id,
-    input,
-    amountTotal,
-    new Date(stamps.createdAt),
-    new Date(stamps.updatedAt),
-  );
-  return { order, items };
-}
-
-function pendingOrder(
-  tenantId: string,
-  id: string,
-  input: CreateOrderBody,
-  amountTotal: number,
-  createdAt: Date,
-  updatedAt: Date,
-): Order {
-  return {
+  const order: Order = {
     tenantId,
     id,
     status: "pending",
@@ -102,17 +45,31 @@ function pendingOrder(
     amountRefunded: 0,
     customerEmail: input.customer_email ?? null,
     metadata: input.metadata ?? {},
-    createdAt,
-    updatedAt,
+    createdAt: at,
+    updatedAt: at,
   };
+  const itemValues: (string | number)[] = [tenantId, id];
+  for (const item of items) {
+    itemValues.push(item.line, item.sku, item.name, item.quantity, item.unitAmount, item.amount);
+  }
+  const sql = sqlOf(tx);
+  const written = pipeline([
+    sql.unsafe(INSERT_ORDER, [
+      tenantId,
+      id,
+      order.currency,
+      amountTotal,
+      order.customerEmail,
+      JSON.stringify(order.metadata),
+      at.toISOString(),
+    ]),
+    sql.unsafe(insertItemsSql(items.length), itemValues),
+  ]);
+  written.catch(() => {}); // reported by the transaction, see above
+  return { order, items };
 }
 
 const INSERT_ORDER = `INSERT INTO orders (tenant_id, id, status, currency, amount_total,
-    customer_email, metadata)
-  VALUES ($1, $2, 'pending', $3, $4, $5, $6::jsonb)
-  RETURNING created_at AS "createdAt", updated_at AS "updatedAt"`;
-
-const INSERT_ORDER_AT = `INSERT INTO orders (tenant_id, id, status, currency, amount_total,
     customer_email, metadata, created_at, updated_at)
   VALUES ($1, $2, 'pending', $3, $4, $5, $6::jsonb, $7, $7)`;
 
