@@ -71,7 +71,7 @@ export const ourClaim: OrderTransaction = async (w) => {
   // As the middleware sends it: COMMIT right behind the finished record.
   await transactionEndingWith(w.db, async (tx, endWith) => {
     const { record, transactionTime } = await claimKey(tx, request, w.waitMs);
-    if (record && !record.expired) throw new Error(`fresh key ${request.key} already has a record`);
+    if (record || !transactionTime) throw new Error(`fresh key ${request.key} has a record`);
     const response = createdResponse(insertOrder(tx, w.tenantId, w.input, transactionTime));
     endWith(saveFinishedRecord(tx, request, response, w.ttlMs, newId("idk")));
   });

@@ -71,6 +71,7 @@ export function idempotency<E extends Env & { Variables: IdempotencyVariables }>
       transactionEndingWith(options.db, async (tx, endWith): Promise<Claim> => {
         const { record, waitedMs, transactionTime } = await claimKey(tx, request, waitMs);
         if (record && !record.expired) return { kind: "existing", record, waitedMs };
+        if (!transactionTime) throw new Error("the claim of an executing request has no time");
         const response = await work(tx, transactionTime);
         endWith(saveFinishedRecord(tx, request, response, ttlMs, options.newRecordId()));
         return { kind: "executed", response, waitedMs };

@@ -79,7 +79,8 @@ const FOUND_COLUMNS = sql.raw(FOUND_COLUMNS_TEXT);
  * transaction.
  *
  * @returns `record` undefined when the key was free and the placeholder is written;
- *   `transactionTime` the transaction's `now()` (to the millisecond), read on the way; `waitedMs`
+ *   `transactionTime` the transaction's `now()` (to the millisecond) whenever the request is to
+ *   execute (no record, or an expired one), undefined for a live record; `waitedMs`
  *   0 unless the claim met an existing record and took `NOTICEABLE_WAIT_MS` or more (a row lock
  *   does not say whether it waited; a placeholder written at the first try waited for nobody,
  *   or for a duplicate that rolled back, which is not counted, however slow the round trip)
@@ -89,7 +90,11 @@ export async function claimKey(
   tx: Transaction,
   request: KeyedRequest,
   waitMs: number,
-): Promise<{ record: FoundRecord | undefined; transactionTime: Date; waitedMs: number }> {
+): Promise<{
+  record: FoundRecord | undefined;
+  transactionTime: Date | undefined;
+  waitedMs: number;
+}> {
   const started = performance.now();
   const sql = sqlOf(tx);
   // lock_timeout 0 would mean no limit; 1 ms is as close to "do not wait" as it goes.
@@ -97,22 +102,22 @@ export async function claimKey(
   const { tenantId, key } = request;
   const placeholder = [tenantId, key, request.fingerprint, request.method, request.path];
   let record: FoundRecord | undefined;
-  let transactionTimeMs = 0;
+  let transactionTimeMs: number | undefined;
   let firstTry = true;
   try {
     // One round trip: the lookup after the INSERT finds this transaction's own placeholder when
     // the INSERT wrote one (and is then ignored), the committed record otherwise.
     for (; ; firstTry = false) {
-      const [, inserted, locked, , [time]] = await pipeline([
+      const [, [inserted], locked] = await pipeline([
         sql.unsafe(setTimeout),
-        sql.unsafe(CLAIM_PLACEHOLDER, placeholder),
+        sql.unsafe<{ transactionTimeMs: number }[]>(CLAIM_PLACEHOLDER, placeholder),
         sql.unsafe<FoundRecord[]>(LOCK_RECORD, [tenantId, key]),
         sql.unsafe(RESET_TIMEOUT),
-        sql.unsafe<{ ms: number }[]>(TRANSACTION_TIME),
       ]);
-      if (!time) throw new Error("SELECT now() returned no row");
-      transactionTimeMs = time.ms;
-      if (inserted.length > 0) break;
+      if (inserted) {
+        transactionTimeMs = inserted.transactionTimeMs;
+        break;
+      }
       [record] = locked;
       if (record) break;
       // Deleted (cleanup) between the INSERT's conflict and the lookup: claim again.
@@ -121,11 +126,16 @@ export async function claimKey(
     if (pgErrorCode(error) === "55P03") throw new KeyLockTimeout();
     throw error;
   }
+  if (record?.expired) {
+    // Executing anew over an expired record (rare): one more round trip for the time.
+    const [time] = await sql.unsafe<{ ms: number }[]>(TRANSACTION_TIME);
+    transactionTimeMs = time?.ms;
+  }
   const tookMs = performance.now() - started;
   const mayHaveWaited = record !== undefined || !firstTry;
   return {
     record,
-    transactionTime: new Date(transactionTimeMs),
+    transactionTime: transactionTimeMs === undefined ? undefined : new Date(transactionTimeMs),
     waitedMs: mayHaveWaited && tookMs >= NOTICEABLE_WAIT_MS ? tookMs : 0,
   };
 }
@@ -133,14 +143,15 @@ export async function claimKey(
 const CLAIM_PLACEHOLDER = `INSERT INTO idempotency_keys (tenant_id, key, record_id, fingerprint,
     method, path, recovery_point, created_at, expires_at)
   VALUES ($1, $2, '', $3, $4, $5, '${STARTED}', now(), now())
-  ON CONFLICT (tenant_id, key) DO NOTHING RETURNING 1 AS claimed`;
+  ON CONFLICT (tenant_id, key) DO NOTHING
+  RETURNING (extract(epoch FROM created_at) * 1000)::float8 AS "transactionTimeMs"`;
 const LOCK_RECORD = `SELECT ${FOUND_COLUMNS_TEXT} FROM idempotency_keys
   WHERE tenant_id = $1 AND key = $2 FOR UPDATE`;
 /**
- * The transaction's `now()`, in a statement of its own that reads no table: on Citus it runs on
- * the node the client is connected to, whose clock stamps the transaction's modifications (a
- * `now()` in a query of a distributed table may run on the worker holding the shard, whose own
- * transaction began later).
+ * The transaction's `now()`, as the placeholder's `created_at` has it when the INSERT wrote one,
+ * or from this statement, which reads no table: on Citus both come from the node the client is
+ * connected to, whose clock stamps the transaction's modifications (a `now()` in a query of a
+ * distributed table may run on the worker holding the shard, whose own transaction began later).
  */
 const TRANSACTION_TIME = "SELECT (extract(epoch FROM now()) * 1000)::float8 AS ms";
 const RESET_TIMEOUT = "SET LOCAL lock_timeout TO DEFAULT";
