@@ -13,8 +13,7 @@ INSERT INTO idempotency_keys (tenant_id, key, record_id, fingerprint, method, pa
   VALUES (:tenant, 'pgb-' || :k, '',
     '3f1c2a9e0b7d4c6a8e5f1b2d3c4a5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d', 'POST', '/v1/orders',
     'started', now(), now())
-  ON CONFLICT (tenant_id, key) DO NOTHING
-  RETURNING (extract(epoch FROM created_at) * 1000)::float8 AS transaction_time_ms;
+  ON CONFLICT (tenant_id, key) DO NOTHING RETURNING created_at;
 SELECT record_id, fingerprint, recovery_point, attempt, response_status, response_headers,
     response_body, expires_at <= now() AS expired,
     coalesce(locked_until > clock_timestamp(), false) AS lease_active,

@@ -102,7 +102,7 @@ export async function claimKey(
   const { tenantId, key } = request;
   const placeholder = [tenantId, key, request.fingerprint, request.method, request.path];
   let record: FoundRecord | undefined;
-  let transactionTimeMs: number | undefined;
+  let transactionTime: Date | undefined;
   let firstTry = true;
   try {
     // One round trip: the lookup after the INSERT finds this transaction's own placeholder when
@@ -110,12 +110,12 @@ export async function claimKey(
     for (; ; firstTry = false) {
       const [, [inserted], locked] = await pipeline([
         sql.unsafe(setTimeout),
-        sql.unsafe<{ transactionTimeMs: number }[]>(CLAIM_PLACEHOLDER, placeholder),
+        sql.unsafe<{ transactionTime: Timestamp }[]>(CLAIM_PLACEHOLDER, placeholder),
         sql.unsafe<FoundRecord[]>(LOCK_RECORD, [tenantId, key]),
         sql.unsafe(RESET_TIMEOUT),
       ]);
       if (inserted) {
-        transactionTimeMs = inserted.transactionTimeMs;
+        transactionTime = dateOf(inserted.transactionTime);
         break;
       }
       [record] = locked;
@@ -128,14 +128,14 @@ export async function claimKey(
   }
   if (record?.expired) {
     // Executing anew over an expired record (rare): one more round trip for the time.
-    const [time] = await sql.unsafe<{ ms: number }[]>(TRANSACTION_TIME);
-    transactionTimeMs = time?.ms;
+    const [time] = await sql.unsafe<{ transactionTime: Timestamp }[]>(TRANSACTION_TIME);
+    if (time) transactionTime = dateOf(time.transactionTime);
   }
   const tookMs = performance.now() - started;
   const mayHaveWaited = record !== undefined || !firstTry;
   return {
     record,
-    transactionTime: transactionTimeMs === undefined ? undefined : new Date(transactionTimeMs),
+    transactionTime,
     waitedMs: mayHaveWaited && tookMs >= NOTICEABLE_WAIT_MS ? tookMs : 0,
   };
 }
@@ -143,8 +143,7 @@ export async function claimKey(
 const CLAIM_PLACEHOLDER = `INSERT INTO idempotency_keys (tenant_id, key, record_id, fingerprint,
     method, path, recovery_point, created_at, expires_at)
   VALUES ($1, $2, '', $3, $4, $5, '${STARTED}', now(), now())
-  ON CONFLICT (tenant_id, key) DO NOTHING
-  RETURNING (extract(epoch FROM created_at) * 1000)::float8 AS "transactionTimeMs"`;
+  ON CONFLICT (tenant_id, key) DO NOTHING RETURNING created_at AS "transactionTime"`;
 const LOCK_RECORD = `SELECT ${FOUND_COLUMNS_TEXT} FROM idempotency_keys
   WHERE tenant_id = $1 AND key = $2 FOR UPDATE`;
 /**
@@ -153,7 +152,15 @@ const LOCK_RECORD = `SELECT ${FOUND_COLUMNS_TEXT} FROM idempotency_keys
  * connected to, whose clock stamps the transaction's modifications (a `now()` in a query of a
  * distributed table may run on the worker holding the shard, whose own transaction began later).
  */
-const TRANSACTION_TIME = "SELECT (extract(epoch FROM now()) * 1000)::float8 AS ms";
+const TRANSACTION_TIME = 'SELECT now() AS "transactionTime"';
+
+/**
+ * A `timestamptz` as the client returns it: text under drizzle's parsers (PostgreSQL's output
+ * format, which `Date` reads, offset included), a `Date` under postgres.js's own. Citus refuses
+ * a function of it in `RETURNING`, so the conversion is done here.
+ */
+type Timestamp = string | Date;
+const dateOf = (value: Timestamp): Date => (value instanceof Date ? value : new Date(value));
 const RESET_TIMEOUT = "SET LOCAL lock_timeout TO DEFAULT";
 
 /**
