@@ -15,6 +15,7 @@ import {
   type StoredResponse,
   saveFinishedRecord,
   storedResponseOf,
+  transactionTimeOf,
 } from "./store.js";
 
 /** The headers a replay repeats; the rest describe one response, not the outcome. */
@@ -71,8 +72,7 @@ export function idempotency<E extends Env & { Variables: IdempotencyVariables }>
       transactionEndingWith(options.db, async (tx, endWith): Promise<Claim> => {
         const { record, waitedMs, transactionTime } = await claimKey(tx, request, waitMs);
         if (record && !record.expired) return { kind: "existing", record, waitedMs };
-        if (!transactionTime) throw new Error("the claim of an executing request has no time");
-        const response = await work(tx, transactionTime);
+        const response = await work(tx, transactionTime ?? (await transactionTimeOf(tx)));
         endWith(saveFinishedRecord(tx, request, response, ttlMs, options.newRecordId()));
         return { kind: "executed", response, waitedMs };
       });

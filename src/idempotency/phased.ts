@@ -101,6 +101,8 @@ export function phasedIdempotency<E extends Env & { Variables: IdempotencyVariab
             return { kind: "replay", stored, expiresInMs: record.expiresInMs };
           }
           if (record.leaseActive) return { kind: "busy" };
+          // Awaited, not sent with COMMIT: a drizzle statement (this cold path is not fixed
+          // SQL), and drizzle's asynchronous path could put it on the wire after COMMIT.
           return {
             kind: "claimed",
             claimed: Promise.resolve(await takeOverRecord(tx, request, leaseMs)),

@@ -79,8 +79,8 @@ const FOUND_COLUMNS = sql.raw(FOUND_COLUMNS_TEXT);
  * transaction.
  *
  * @returns `record` undefined when the key was free and the placeholder is written;
- *   `transactionTime` the transaction's `now()` (to the millisecond) whenever the request is to
- *   execute (no record, or an expired one), undefined for a live record; `waitedMs`
+ *   `transactionTime` the transaction's `now()` (to the millisecond) when the placeholder was
+ *   written, undefined when a record was found (see `transactionTimeOf`); `waitedMs`
  *   0 unless the claim met an existing record and took `NOTICEABLE_WAIT_MS` or more (a row lock
  *   does not say whether it waited; a placeholder written at the first try waited for nobody,
  *   or for a duplicate that rolled back, which is not counted, however slow the round trip)
@@ -126,11 +126,6 @@ export async function claimKey(
     if (pgErrorCode(error) === "55P03") throw new KeyLockTimeout();
     throw error;
   }
-  if (record?.expired) {
-    // Executing anew over an expired record (rare): one more round trip for the time.
-    const [time] = await sql.unsafe<{ transactionTime: Timestamp }[]>(TRANSACTION_TIME);
-    if (time) transactionTime = dateOf(time.transactionTime);
-  }
   const tookMs = performance.now() - started;
   const mayHaveWaited = record !== undefined || !firstTry;
   return {
@@ -153,6 +148,16 @@ const LOCK_RECORD = `SELECT ${FOUND_COLUMNS_TEXT} FROM idempotency_keys
  * distributed table may run on the worker holding the shard, whose own transaction began later).
  */
 const TRANSACTION_TIME = 'SELECT now() AS "transactionTime"';
+
+/**
+ * The transaction's `now()` read on its own: for a request executing anew over an expired
+ * record, whose claim wrote no placeholder to return it (one more round trip, on a rare path).
+ */
+export async function transactionTimeOf(tx: Transaction): Promise<Date> {
+  const [time] = await sqlOf(tx).unsafe<{ transactionTime: Timestamp }[]>(TRANSACTION_TIME);
+  if (!time) throw new Error("SELECT now() returned no row");
+  return dateOf(time.transactionTime);
+}
 
 /**
  * A `timestamptz` as the client returns it: text under drizzle's parsers (PostgreSQL's output
